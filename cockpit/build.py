@@ -1,0 +1,317 @@
+"""Config to objects: the one place that reads ``type=`` and calls constructors.
+
+``type`` may be a class or function (the pure-Python style), the short name of
+a Cockpit built-in (the ``BUILTINS`` table below, the only name table there
+is), a torch optimizer or LR scheduler by bare class name (``'SGD'``,
+``'CosineAnnealingLR'``), or a dotted import path (``'torch.optim.AdamW'``,
+``'mypkg.nets.ResNet'``). Every failure is a ``ConfigError`` naming the file,
+the key path and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from cockpit.errors import ConfigError
+
+#: Cockpit's own hooks, loops, metrics, optimizer wrappers and samplers, by short name.
+BUILTINS: dict[str, str] = {
+    "RuntimeInfoHook": "cockpit.hooks.runtime_info:RuntimeInfoHook",
+    "IterTimerHook": "cockpit.hooks.iter_timer:IterTimerHook",
+    "DistSamplerSeedHook": "cockpit.hooks.sampler_seed:DistSamplerSeedHook",
+    "LoggerHook": "cockpit.hooks.logger:LoggerHook",
+    "ParamSchedulerHook": "cockpit.hooks.param_scheduler:ParamSchedulerHook",
+    "CheckpointHook": "cockpit.hooks.checkpoint:CheckpointHook",
+    "EpochBasedTrainLoop": "cockpit.loops:EpochBasedTrainLoop",
+    "IterBasedTrainLoop": "cockpit.loops:IterBasedTrainLoop",
+    "ValLoop": "cockpit.loops:ValLoop",
+    "TestLoop": "cockpit.loops:TestLoop",
+    "Accuracy": "cockpit.evaluator:Accuracy",
+    "Evaluator": "cockpit.evaluator:Evaluator",
+    "OptimWrapper": "cockpit.optim:OptimWrapper",
+    "AmpOptimWrapper": "cockpit.optim:AmpOptimWrapper",
+    "DefaultSampler": "cockpit.data:DefaultSampler",
+    "InfiniteSampler": "cockpit.data:InfiniteSampler",
+}
+
+
+def _torch_names(module: Any, base: type) -> dict[str, type]:
+    return {name: obj for name, obj in vars(module).items()
+            if isinstance(obj, type) and issubclass(obj, base) and obj is not base and not name.startswith("_")}
+
+
+_OPTIMIZERS = _torch_names(torch.optim, torch.optim.Optimizer)
+_LR_SCHEDULERS = _torch_names(torch.optim.lr_scheduler, torch.optim.lr_scheduler.LRScheduler)
+
+
+class Builder:
+    """Builds objects from config dicts, reporting errors against ``filename``.
+
+    Args:
+        filename: the config file the dicts came from (for error messages).
+    """
+
+    def __init__(self, filename: str | None = None) -> None:
+        self.filename = filename
+
+    def error(self, message: str, key: str, fix: str | None = None) -> ConfigError:
+        return ConfigError(message, file=self.filename, key=key, fix=fix)
+
+    # --- types ------------------------------------------------------------------
+    def resolve(self, type_value: Any, key: str) -> Callable[..., Any]:
+        """The class or function a ``type`` value names."""
+        if callable(type_value):
+            return type_value
+        if not isinstance(type_value, str) or not type_value:
+            raise self.error(f"type must be a class, a function or a name, got {type_value!r}", f"{key}.type",
+                             "write type=MyClass, type='SGD' or type='mypkg.module.MyClass'")
+        if type_value in BUILTINS:
+            module, _, name = BUILTINS[type_value].partition(":")
+            return getattr(importlib.import_module(module), name)
+        if type_value in _OPTIMIZERS:
+            return _OPTIMIZERS[type_value]
+        if type_value in _LR_SCHEDULERS:
+            return _LR_SCHEDULERS[type_value]
+        if "." in type_value:
+            return self._import(type_value, key)
+        known = [*BUILTINS, *_OPTIMIZERS, *_LR_SCHEDULERS]
+        close = difflib.get_close_matches(type_value, known, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        raise self.error(f"unknown type {type_value!r}", f"{key}.type",
+                         f"{hint}use a class object, a Cockpit built-in name, a torch optimizer or scheduler "
+                         "name, or a dotted import path like 'mypkg.nets.ResNet'")
+
+    def _import(self, dotted: str, key: str) -> Callable[..., Any]:
+        module_name, _, attr = dotted.rpartition(".")
+        extra = [str(Path(self.filename).parent)] if self.filename else []
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as first_error:
+            # A module beside the config file (``nets.Net`` next to cfg.py) is found too.
+            module = None
+            if extra and extra[0] not in sys.path:
+                sys.path.insert(0, extra[0])
+                try:
+                    module = importlib.import_module(module_name)
+                except ModuleNotFoundError:
+                    module = None
+                finally:
+                    sys.path.remove(extra[0])
+            if module is None:
+                raise self.error(f"cannot import {module_name!r} for type {dotted!r}: {first_error}", f"{key}.type",
+                                 "check the spelling, and that the package is installed or on PYTHONPATH") from None
+        try:
+            return getattr(module, attr)
+        except AttributeError:
+            names = [n for n in dir(module) if not n.startswith("_")]
+            close = difflib.get_close_matches(attr, names, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise self.error(f"module {module_name!r} has no {attr!r}{hint}", f"{key}.type",
+                             f"name a class that exists in {module_name}") from None
+
+    # --- generic build ------------------------------------------------------------
+    def build(self, cfg: Any, key: str, **defaults: Any) -> Any:
+        """Build ``cfg`` (a dict with ``type``), or return it as is if it is already an object."""
+        if not isinstance(cfg, Mapping):
+            return cfg
+        cfg = dict(cfg)
+        if "type" not in cfg:
+            raise self.error("missing required key 'type'", key, f"add type=... to {key}")
+        obj_type = self.resolve(cfg.pop("type"), key)
+        kwargs = {**defaults, **cfg}
+        return self.call(obj_type, kwargs, key)
+
+    def call(self, obj_type: Callable[..., Any], kwargs: dict[str, Any], key: str) -> Any:
+        """Call ``obj_type(**kwargs)``, turning a signature mismatch into a ConfigError."""
+        name = getattr(obj_type, "__name__", repr(obj_type))
+        try:
+            signature = inspect.signature(obj_type)
+        except (TypeError, ValueError):
+            signature = None
+        if signature is not None:
+            try:
+                signature.bind(**kwargs)
+            except TypeError as error:
+                params = signature.parameters
+                missing = [p for p, spec in params.items()
+                           if spec.default is inspect.Parameter.empty and p not in kwargs
+                           and spec.kind in (spec.POSITIONAL_OR_KEYWORD, spec.KEYWORD_ONLY)]
+                takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
+                unknown = [] if takes_kwargs else [k for k in kwargs if k not in params]
+                if missing:
+                    raise self.error(f"missing required key {missing[0]!r} for {name}", f"{key}.{missing[0]}",
+                                     f"add {missing[0]}=... to {key}") from None
+                if unknown:
+                    close = difflib.get_close_matches(unknown[0], list(params), n=1)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    raise self.error(f"{name} has no argument {unknown[0]!r}", f"{key}.{unknown[0]}",
+                                     f"{hint}{name} takes: {', '.join(params)}") from None
+                raise self.error(f"bad arguments for {name}: {error}", key) from None
+        try:
+            return obj_type(**kwargs)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as error:
+            raise self.error(f"bad value for {name}: {error}", key, f"check the values under {key}") from error
+
+    # --- the runner's parts ---------------------------------------------------------
+    def build_model(self, cfg: Any) -> torch.nn.Module:
+        model = self.build(cfg, "model")
+        if not isinstance(model, torch.nn.Module):
+            raise self.error(f"model must build a torch.nn.Module, got {type(model).__name__}", "model",
+                             "make the model's type a subclass of cockpit.BaseModel")
+        for method in ("train_step", "val_step", "test_step"):
+            if not callable(getattr(model, method, None)):
+                raise self.error(f"{type(model).__name__} has no {method}()", "model",
+                                 "subclass cockpit.BaseModel, which provides train_step/val_step/test_step")
+        return model
+
+    def build_optim_wrapper(self, cfg: Any, model: torch.nn.Module) -> Any:
+        from cockpit.optim import OptimWrapper
+
+        if isinstance(cfg, OptimWrapper):
+            return cfg
+        if isinstance(cfg, torch.optim.Optimizer):
+            return OptimWrapper(cfg)
+        if not isinstance(cfg, Mapping):
+            raise self.error(f"optim_wrapper must be a dict or an OptimWrapper, got {type(cfg).__name__}",
+                             "optim_wrapper", "write optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01))")
+        cfg = dict(cfg)
+        wrapper_type = self.resolve(cfg.pop("type", "OptimWrapper"), "optim_wrapper")
+        optimizer_cfg = cfg.pop("optimizer", None)
+        if optimizer_cfg is None:
+            raise self.error("missing required key 'optimizer'", "optim_wrapper.optimizer",
+                             "add optimizer=dict(type='SGD', lr=0.01) to optim_wrapper")
+        if isinstance(optimizer_cfg, torch.optim.Optimizer):
+            optimizer = optimizer_cfg
+        else:
+            optimizer = self.build(optimizer_cfg, "optim_wrapper.optimizer", params=model.parameters())
+        return self.call(wrapper_type, {"optimizer": optimizer, **cfg}, "optim_wrapper")
+
+    def build_param_schedulers(self, cfg: Any, optim_wrapper: Any, epoch_length: int | None) -> list[Any]:
+        from cockpit.schedulers import ParamScheduler
+
+        if cfg is None:
+            return []
+        items = cfg if isinstance(cfg, (list, tuple)) else [cfg]
+        schedulers = []
+        for index, item in enumerate(items):
+            key = f"param_scheduler[{index}]" if isinstance(cfg, (list, tuple)) else "param_scheduler"
+            if isinstance(item, ParamScheduler):
+                schedulers.append(item)
+                continue
+            if not isinstance(item, Mapping) or "type" not in item:
+                raise self.error(f"each scheduler must be a dict with a type, got {item!r}", key,
+                                 "write dict(type='CosineAnnealingLR', by_epoch=False, begin=0, end=1000)")
+            item = dict(item)
+            scheduler_cls = self.resolve(item.pop("type"), key)
+            kwargs = {"optimizer": optim_wrapper.optimizer, "epoch_length": epoch_length, **item}
+            try:
+                schedulers.append(ParamScheduler(scheduler_cls, **kwargs))
+            except (TypeError, ValueError) as error:
+                raise self.error(f"bad scheduler: {error}", key, f"check the arguments of {scheduler_cls.__name__}") from None
+        return schedulers
+
+    def build_dataloader(self, cfg: Any, key: str, seed: int) -> Any:
+        """A DataLoader from ``dict(dataset=..., sampler=..., batch_size=..., ...)`` (or an existing loader)."""
+        if not isinstance(cfg, Mapping):
+            return cfg
+        cfg = dict(cfg)
+        if "dataset" not in cfg:
+            raise self.error("missing required key 'dataset'", f"{key}.dataset", f"add dataset=dict(type=...) to {key}")
+        if "batch_size" not in cfg:
+            raise self.error("missing required key 'batch_size'", f"{key}.batch_size", f"add batch_size=N to {key}")
+        dataset = self.build(cfg.pop("dataset"), f"{key}.dataset")
+        sampler_cfg = cfg.pop("sampler", {"type": "DefaultSampler", "shuffle": key == "train_dataloader"})
+        if isinstance(sampler_cfg, Mapping):
+            sampler_cfg = dict(sampler_cfg)
+            sampler_type = self.resolve(sampler_cfg.pop("type", "DefaultSampler"), f"{key}.sampler")
+            if "seed" in inspect.signature(sampler_type).parameters:
+                sampler_cfg.setdefault("seed", seed)
+            sampler = self.call(sampler_type, {"dataset": dataset, **sampler_cfg}, f"{key}.sampler")
+        else:
+            sampler = sampler_cfg
+        collate = cfg.pop("collate_fn", None)
+        if isinstance(collate, Mapping):
+            collate = self.resolve(dict(collate)["type"], f"{key}.collate_fn")
+        cfg.setdefault("num_workers", 0)
+        if cfg.get("num_workers", 0) == 0:
+            cfg.pop("persistent_workers", None)
+        generator = torch.Generator()
+        generator.manual_seed(seed)
+        kwargs = {"dataset": dataset, "sampler": sampler, "collate_fn": collate, "generator": generator, **cfg}
+        return self.call(DataLoader, kwargs, key)
+
+    def build_evaluator(self, cfg: Any, key: str) -> Any:
+        from cockpit.evaluator import BaseMetric, Evaluator
+
+        if isinstance(cfg, Evaluator):
+            return cfg
+        if isinstance(cfg, Mapping) and self._type_name(cfg) == "Evaluator":
+            cfg = dict(cfg)
+            cfg.pop("type")
+            metrics = cfg.pop("metrics", [])
+            return Evaluator([self.build(m, f"{key}.metrics") for m in (metrics if isinstance(metrics, list) else [metrics])])
+        items = cfg if isinstance(cfg, (list, tuple)) else [cfg]
+        metrics = []
+        for index, item in enumerate(items):
+            metric = self.build(item, f"{key}[{index}]" if isinstance(cfg, (list, tuple)) else key)
+            if not isinstance(metric, BaseMetric):
+                raise self.error(f"{type(metric).__name__} is not a metric", key, "metrics subclass cockpit.BaseMetric")
+            metrics.append(metric)
+        return Evaluator(metrics)
+
+    def _type_name(self, cfg: Mapping) -> str | None:
+        value = cfg.get("type")
+        return value if isinstance(value, str) else getattr(value, "__name__", None)
+
+    def build_train_loop(self, cfg: Any, runner: Any, dataloader: Any) -> Any:
+        from cockpit.loops import EpochBasedTrainLoop, IterBasedTrainLoop
+
+        if not isinstance(cfg, Mapping):
+            return cfg
+        cfg = dict(cfg)
+        if "type" in cfg:
+            loop_type = self.resolve(cfg.pop("type"), "train_cfg")
+            cfg.pop("by_epoch", None)
+        else:
+            by_epoch = cfg.pop("by_epoch", "max_iters" not in cfg)
+            loop_type = EpochBasedTrainLoop if by_epoch else IterBasedTrainLoop
+        if loop_type is EpochBasedTrainLoop and "max_epochs" not in cfg:
+            raise self.error("missing required key 'max_epochs'", "train_cfg.max_epochs",
+                             "set train_cfg=dict(by_epoch=True, max_epochs=N), or by_epoch=False with max_iters=N")
+        if loop_type is IterBasedTrainLoop and "max_iters" not in cfg:
+            raise self.error("missing required key 'max_iters'", "train_cfg.max_iters",
+                             "set train_cfg=dict(by_epoch=False, max_iters=N)")
+        return self.call(loop_type, {"runner": runner, "dataloader": dataloader, **cfg}, "train_cfg")
+
+    def build_eval_loop(self, cfg: Any, key: str, runner: Any, dataloader: Any, evaluator: Any) -> Any:
+        from cockpit.loops import TestLoop, ValLoop
+
+        if not isinstance(cfg, Mapping):
+            return cfg
+        cfg = dict(cfg)
+        default = ValLoop if key == "val_cfg" else TestLoop
+        loop_type = self.resolve(cfg.pop("type"), key) if "type" in cfg else default
+        return self.call(loop_type, {"runner": runner, "dataloader": dataloader, "evaluator": evaluator, **cfg}, key)
+
+    def build_hook(self, cfg: Any, key: str) -> Any:
+        from cockpit.hooks.base import Hook
+
+        priority = None
+        if isinstance(cfg, Mapping):
+            cfg = dict(cfg)
+            priority = cfg.pop("priority", None)
+        hook = self.build(cfg, key)
+        if not isinstance(hook, Hook):
+            raise self.error(f"{type(hook).__name__} is not a Hook", key, "hooks subclass cockpit.Hook")
+        return hook, priority

@@ -1,0 +1,162 @@
+"""Scalar history with windowed statistics and bounded memory.
+
+A run of millions of iterations must stay drawable as a whole, so a history
+keeps the most recent values at full resolution and folds older ones into
+buckets that hold mean, min and max (spikes survive). When the buckets fill up,
+neighbours merge pairwise, halving the resolution of the far past. Memory is
+``recent_size + bucket_limit`` entries whatever the run length.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+
+class ScalarHistory:
+    """The values of one scalar, with the statistics views and loggers ask for.
+
+    Args:
+        window_size: how many recent values ``mean()`` averages by default.
+        recent_size: how many recent values are kept at full resolution.
+        bucket_limit: how many folded buckets are kept for the older past.
+    """
+
+    __slots__ = (
+        "window_size", "recent_size", "bucket_limit", "_recent", "_buckets", "_bucket_width",
+        "_pending", "count", "total", "minimum", "maximum",
+    )
+
+    def __init__(self, window_size: int = 10, recent_size: int = 4096, bucket_limit: int = 2048) -> None:
+        self.window_size = window_size
+        self.recent_size = recent_size
+        self.bucket_limit = bucket_limit
+        self._recent: deque[tuple[int, float]] = deque()
+        # Each bucket: [first_step, last_step, sum, count, min, max]
+        self._buckets: list[list[float]] = []
+        self._bucket_width = 1
+        self._pending: list[float] | None = None
+        self.count = 0
+        self.total = 0.0
+        self.minimum = math.inf
+        self.maximum = -math.inf
+
+    def update(self, value: float, step: int) -> None:
+        """Append ``value`` observed at ``step``."""
+        recent = self._recent
+        recent.append((step, value))
+        self.count += 1
+        self.total += value
+        if value < self.minimum:
+            self.minimum = value
+        if value > self.maximum:
+            self.maximum = value
+        if len(recent) > self.recent_size:
+            self._fold(*recent.popleft())
+
+    def _fold(self, step: int, value: float) -> None:
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = [step, step, 0.0, 0, value, value]
+        pending[1] = step
+        pending[2] += value
+        pending[3] += 1
+        if value < pending[4]:
+            pending[4] = value
+        if value > pending[5]:
+            pending[5] = value
+        if pending[3] >= self._bucket_width:
+            self._buckets.append(pending)
+            self._pending = None
+            if len(self._buckets) > self.bucket_limit:
+                self._halve()
+
+    def _halve(self) -> None:
+        merged = []
+        buckets = self._buckets
+        for i in range(0, len(buckets) - 1, 2):
+            a, b = buckets[i], buckets[i + 1]
+            merged.append([a[0], b[1], a[2] + b[2], a[3] + b[3], min(a[4], b[4]), max(a[5], b[5])])
+        if len(buckets) % 2:
+            merged.append(buckets[-1])
+        self._buckets = merged
+        self._bucket_width *= 2
+
+    # --- statistics -------------------------------------------------------
+    def current(self) -> float:
+        """The latest value (NaN when empty)."""
+        return self._recent[-1][1] if self._recent else math.nan
+
+    def mean(self, window_size: int | None = None) -> float:
+        """Mean of the last ``window_size`` values (default: the history's window)."""
+        n = min(window_size or self.window_size, len(self._recent))
+        if n == 0:
+            return math.nan
+        recent = self._recent
+        return sum(recent[-i][1] for i in range(1, n + 1)) / n
+
+    def global_mean(self) -> float:
+        """Mean of every value ever seen."""
+        return self.total / self.count if self.count else math.nan
+
+    def min(self) -> float:
+        return self.minimum if self.count else math.nan
+
+    def max(self) -> float:
+        return self.maximum if self.count else math.nan
+
+    def last_step(self) -> int | None:
+        return self._recent[-1][0] if self._recent else None
+
+    # --- history ----------------------------------------------------------
+    def series(self) -> tuple[list[int], list[float], list[float], list[float]]:
+        """The whole run as ``(steps, means, mins, maxs)``: folded past, then full-resolution recent."""
+        steps, means, mins, maxs = [], [], [], []
+        folded = list(self._buckets)
+        if self._pending is not None:
+            folded.append(self._pending)
+        for first, last, total, count, low, high in folded:
+            steps.append(int(last if count > 1 else first))
+            means.append(total / count)
+            mins.append(low)
+            maxs.append(high)
+        for step, value in self._recent:
+            steps.append(step)
+            means.append(value)
+            mins.append(value)
+            maxs.append(value)
+        return steps, means, mins, maxs
+
+    def __len__(self) -> int:
+        return len(self._recent) + len(self._buckets) + (self._pending is not None)
+
+    # --- persistence ------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Plain lists and numbers only, so it loads with ``weights_only=True``."""
+        return {
+            "window_size": self.window_size,
+            "recent_size": self.recent_size,
+            "bucket_limit": self.bucket_limit,
+            "recent": [list(item) for item in self._recent],
+            "buckets": [list(b) for b in self._buckets],
+            "pending": list(self._pending) if self._pending is not None else None,
+            "bucket_width": self._bucket_width,
+            "count": self.count,
+            "total": self.total,
+            "min": self.minimum,
+            "max": self.maximum,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> ScalarHistory:
+        history = cls(state["window_size"], state["recent_size"], state["bucket_limit"])
+        history._recent = deque((int(s), float(v)) for s, v in state["recent"])
+        history._buckets = [list(b) for b in state["buckets"]]
+        history._pending = list(state["pending"]) if state["pending"] is not None else None
+        history._bucket_width = int(state["bucket_width"])
+        history.count = int(state["count"])
+        history.total = float(state["total"])
+        history.minimum = float(state["min"])
+        history.maximum = float(state["max"])
+        return history

@@ -1,0 +1,100 @@
+"""Hook dispatch, worked out once: per stage, the bound methods of the hooks that override it.
+
+Registration follows MMEngine's ``register_hook``: a hook goes after every hook
+of higher or equal priority, so ties run in registration order. Each call is
+timed and reported to the hub, which is how views show the live hook trace and
+which hook is slow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from cockpit.hooks.base import STAGES, Hook
+from cockpit.priority import get_priority, priority_name
+
+if TYPE_CHECKING:
+    from cockpit.hub import MessageHub
+
+
+class HookDispatcher:
+    """The ordered hooks of a runner and the per-stage call table.
+
+    Args:
+        hub: where calls are reported.
+    """
+
+    def __init__(self, hub: MessageHub) -> None:
+        self.hub = hub
+        self.hooks: list[Hook] = []
+        self.names: list[str] = []
+        self._table: dict[str, tuple[tuple[str, Callable[..., Any]], ...]] = {}
+
+    def register(self, hook: Hook, priority: int | str | None = None) -> None:
+        """Insert ``hook`` after every hook with a priority value lower than or equal to its own."""
+        if not isinstance(hook, Hook):
+            raise TypeError(f"hooks must be Hook instances, got {type(hook).__name__}; subclass cockpit.Hook")
+        if priority is not None:
+            hook.priority = priority
+        value = get_priority(hook.priority)  # validates a bad priority early, with a clear error
+        index = 0
+        for i in range(len(self.hooks) - 1, -1, -1):
+            if value >= get_priority(self.hooks[i].priority):
+                index = i + 1
+                break
+        self.hooks.insert(index, hook)
+        self._rebuild()
+
+    def remove(self, hook: Hook) -> None:
+        self.hooks.remove(hook)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        counts: dict[str, int] = {}
+        self.names = []
+        for hook in self.hooks:
+            name = type(hook).__name__
+            counts[name] = counts.get(name, 0) + 1
+            self.names.append(name if counts[name] == 1 else f"{name}#{counts[name]}")
+        table = {}
+        for stage in STAGES:
+            table[stage] = tuple(
+                (name, getattr(hook, stage))
+                for name, hook in zip(self.names, self.hooks, strict=True)
+                if stage in hook.get_triggered_stages()
+            )
+        self._table = table
+        self.hub.set_hooks_table(self.table())
+
+    def call(self, runner: Any, stage: str, **kwargs: Any) -> None:
+        """Run every hook that overrides ``stage``, in order, timing each."""
+        hub = self.hub
+        hub.enter_stage(stage)
+        for name, method in self._table[stage]:
+            start = perf_counter()
+            method(runner, **kwargs)
+            hub.record_hook_call(stage, name, perf_counter() - start)
+
+    def table(self) -> tuple:
+        """``((stage, ((priority_name, priority, hook_name), ...)), ...)`` for stages with hooks."""
+        rows = []
+        for stage in STAGES:
+            entries = []
+            for name, hook in zip(self.names, self.hooks, strict=True):
+                if stage in hook.get_triggered_stages():
+                    entries.append((priority_name(hook.priority), get_priority(hook.priority), name))
+            if entries:
+                rows.append((stage, tuple(entries)))
+        return tuple(rows)
+
+    def info(self) -> str:
+        """The hook order per stage, in MMEngine's ``get_hooks_info`` layout."""
+        blocks = []
+        for stage, entries in self.table():
+            lines = [f"{stage}:"]
+            lines += [f"({name:<12}) {hook:<35}" for name, _, hook in entries]
+            lines.append(" -------------------- ")
+            blocks.append("\n".join(lines))
+        return "\n".join(blocks)

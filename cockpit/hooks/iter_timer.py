@@ -1,0 +1,85 @@
+"""``IterTimerHook``: iteration time, data time and the ETA."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from cockpit.hooks.base import DataBatch, Hook
+from cockpit.priority import Priority
+
+if TYPE_CHECKING:
+    from cockpit.runner import Runner
+
+
+class IterTimerHook(Hook):
+    """Records ``{mode}/time`` (whole iteration) and ``{mode}/data_time`` (waiting for the batch).
+
+    After each train iteration it updates the info ``eta`` (seconds left, from the
+    mean iteration time since the run or resume started) and ``iters_per_sec``.
+    """
+
+    priority = Priority.NORMAL
+
+    def __init__(self) -> None:
+        self._last = 0.0
+        self._started_iter = 0
+        self._time_sum = 0.0
+        self._count = 0
+
+    def _start(self, runner: Runner) -> None:
+        self._last = time.perf_counter()
+
+    def before_train(self, runner: Runner) -> None:
+        self._started_iter = runner.iter
+        self._time_sum = 0.0
+        self._count = 0
+        self._start(runner)
+
+    def before_train_epoch(self, runner: Runner) -> None:
+        self._start(runner)
+
+    def before_val_epoch(self, runner: Runner) -> None:
+        self._start(runner)
+
+    def before_test_epoch(self, runner: Runner) -> None:
+        self._start(runner)
+
+    def after_val(self, runner: Runner) -> None:
+        # Validation time must not count as the next train iteration's data time.
+        self._start(runner)
+
+    def _before_iter(self, runner: Runner, mode: str) -> None:
+        now = time.perf_counter()
+        runner.message_hub.update_scalar(f"{mode}/data_time", now - self._last)
+
+    def _after_iter(self, runner: Runner, mode: str) -> float:
+        now = time.perf_counter()
+        elapsed = now - self._last
+        self._last = now
+        runner.message_hub.update_scalar(f"{mode}/time", elapsed)
+        return elapsed
+
+    def before_train_iter(self, runner: Runner, batch_idx: int, data_batch: DataBatch = None) -> None:
+        self._before_iter(runner, "train")
+
+    def before_val_iter(self, runner: Runner, batch_idx: int, data_batch: DataBatch = None) -> None:
+        self._before_iter(runner, "val")
+
+    def before_test_iter(self, runner: Runner, batch_idx: int, data_batch: DataBatch = None) -> None:
+        self._before_iter(runner, "test")
+
+    def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: DataBatch = None,
+                         outputs: dict | None = None) -> None:
+        self._time_sum += self._after_iter(runner, "train")
+        self._count += 1
+        mean = self._time_sum / self._count
+        hub = runner.message_hub
+        hub.update_info("eta", mean * max(0, runner.max_iters - runner.iter - 1))
+        hub.update_info("iters_per_sec", 1.0 / mean if mean > 0 else 0.0)
+
+    def after_val_iter(self, runner: Runner, batch_idx: int, data_batch: DataBatch = None, outputs=None) -> None:
+        self._after_iter(runner, "val")
+
+    def after_test_iter(self, runner: Runner, batch_idx: int, data_batch: DataBatch = None, outputs=None) -> None:
+        self._after_iter(runner, "test")

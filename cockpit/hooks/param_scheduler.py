@@ -1,0 +1,28 @@
+"""``ParamSchedulerHook``: steps iteration-based schedulers after each iteration, epoch-based after each epoch."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cockpit.hooks.base import DataBatch, Hook
+from cockpit.priority import Priority
+
+if TYPE_CHECKING:
+    from cockpit.runner import Runner
+
+
+class ParamSchedulerHook(Hook):
+    """Steps ``runner.param_schedulers`` at their unit's end."""
+
+    priority = Priority.LOW
+
+    def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: DataBatch = None,
+                         outputs: dict | None = None) -> None:
+        for scheduler in runner.param_schedulers:
+            if not scheduler.by_epoch:
+                scheduler.step()
+
+    def after_train_epoch(self, runner: Runner) -> None:
+        for scheduler in runner.param_schedulers:
+            if scheduler.by_epoch:
+                scheduler.step()

@@ -1,0 +1,369 @@
+"""The message hub: the one source of truth about a run, and its event stream.
+
+Training code writes scalars and runtime info into it; views take a
+``snapshot()`` and then follow ``subscribe()``'s events, re-syncing from a new
+snapshot when they see a gap in the sequence numbers. Publishing never blocks:
+each subscriber has a bounded queue that drops its oldest events when full, and
+with no subscriber an update costs a dict lookup and a few additions.
+
+There is no global hub: each runner owns one. Code that cannot reach the runner
+asks ``current_hub()``, which the runner sets while it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from cockpit import events as ev
+from cockpit.history import ScalarHistory
+
+_current: contextvars.ContextVar[MessageHub | None] = contextvars.ContextVar("cockpit_hub", default=None)
+
+
+def current_hub() -> MessageHub:
+    """The hub of the run going on in this thread.
+
+    Raises:
+        RuntimeError: outside a run.
+    """
+    hub = _current.get()
+    if hub is None:
+        raise RuntimeError(
+            "no Cockpit run is active in this thread; current_hub() works inside Runner.train(), "
+            "val() or test(), or inside `with hub.activated():`"
+        )
+    return hub
+
+
+def to_float(value: Any) -> float:
+    """A Python float from a number, a one-element tensor or array."""
+    if isinstance(value, float):
+        return value
+    item = getattr(value, "item", None)
+    if item is not None:
+        return float(item())
+    return float(value)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` if it is made of plain Python data (what events and checkpoints may hold)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    return repr(value)
+
+
+class Subscription:
+    """A view's bounded queue of hub events.
+
+    Args:
+        hub: the hub it listens to.
+        maxlen: how many unread events it keeps before dropping the oldest.
+    """
+
+    def __init__(self, hub: MessageHub, maxlen: int) -> None:
+        self.hub = hub
+        self.queue: deque[ev.Event] = deque(maxlen=maxlen)
+
+    def poll(self, limit: int | None = None) -> list[ev.Event]:
+        """Take the events received since the last poll (at most ``limit``)."""
+        out = []
+        queue = self.queue
+        while queue and (limit is None or len(out) < limit):
+            out.append(queue.popleft())
+        return out
+
+    def close(self) -> None:
+        """Stop receiving events."""
+        self.hub.unsubscribe(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MessageHub:
+    """Scalars, runtime info, hook table and trace, logs and status of one run.
+
+    Args:
+        name: a label for the run (its experiment name).
+        window_size: the default window of ``ScalarHistory.mean``.
+        log_limit: how many recent log records are kept for snapshots.
+    """
+
+    def __init__(self, name: str = "", window_size: int = 10, log_limit: int = 2000) -> None:
+        self.name = name
+        self.window_size = window_size
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._subscribers: tuple[Subscription, ...] = ()
+        self._scalars: dict[str, ScalarHistory] = {}
+        self._info: dict[str, Any] = {}
+        self._hooks_table: tuple = ()
+        self._hook_stats: dict[tuple[str, str], list[float]] = {}
+        self._stage: str = ""
+        self._logs: deque[tuple[float, str, str]] = deque(maxlen=log_limit)
+        self._checkpoints: list[dict[str, Any]] = []
+        self._markers: list[dict[str, Any]] = []
+        self._status = "created"
+        self._status_detail = ""
+
+    # --- events -------------------------------------------------------------
+    @property
+    def seq(self) -> int:
+        """The sequence number of the newest event."""
+        return self._seq
+
+    def subscribe(self, maxlen: int = 100_000) -> Subscription:
+        """A new bounded queue that receives every event from now on."""
+        sub = Subscription(self, maxlen)
+        with self._lock:
+            self._subscribers = (*self._subscribers, sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subscribers = tuple(s for s in self._subscribers if s is not sub)
+
+    def _emit(self, cls: type[ev.Event], *args: Any) -> None:
+        # Called with the lock held. Events are only built when someone listens.
+        self._seq += 1
+        if self._subscribers:
+            event = cls(self._seq, *args)
+            for sub in self._subscribers:
+                sub.queue.append(event)
+
+    # --- scalars ------------------------------------------------------------
+    def update_scalar(self, key: str, value: Any, step: int | None = None) -> None:
+        """Record ``value`` (a number or one-element tensor) for ``key`` at ``step``.
+
+        ``step`` defaults to the runtime info ``iter``.
+        """
+        value = to_float(value)
+        if step is None:
+            step = self._info.get("iter", 0)
+        with self._lock:
+            history = self._scalars.get(key)
+            if history is None:
+                history = self._scalars[key] = ScalarHistory(self.window_size)
+            history.update(value, step)
+            self._emit(ev.ScalarUpdated, key, value, step)
+
+    def update_scalars(self, values: dict[str, Any], step: int | None = None) -> None:
+        for key, value in values.items():
+            self.update_scalar(key, value, step)
+
+    def get_scalar(self, key: str) -> ScalarHistory:
+        """The history of ``key``.
+
+        Raises:
+            KeyError: naming the scalars that do exist.
+        """
+        try:
+            return self._scalars[key]
+        except KeyError:
+            known = ", ".join(sorted(self._scalars)) or "none yet"
+            raise KeyError(f"no scalar {key!r} in the message hub (known: {known})") from None
+
+    @property
+    def log_scalars(self) -> dict[str, ScalarHistory]:
+        """All scalar histories by key (MMEngine's name)."""
+        return self._scalars
+
+    # --- runtime info -------------------------------------------------------
+    def update_info(self, key: str, value: Any) -> None:
+        """Set a runtime-info entry (epoch, iter, max_iters, lr, eta, ...)."""
+        with self._lock:
+            self._info[key] = value
+            self._emit(ev.InfoUpdated, key, value)
+
+    def update_info_dict(self, info: dict[str, Any]) -> None:
+        for key, value in info.items():
+            self.update_info(key, value)
+
+    def get_info(self, key: str, default: Any = None) -> Any:
+        return self._info.get(key, default)
+
+    def pop_info(self, key: str, default: Any = None) -> Any:
+        with self._lock:
+            value = self._info.pop(key, default)
+            self._emit(ev.InfoUpdated, key, None)
+        return value
+
+    @property
+    def runtime_info(self) -> dict[str, Any]:
+        return self._info
+
+    # --- hooks --------------------------------------------------------------
+    def set_hooks_table(self, table: tuple) -> None:
+        """Publish the hook order: ``((stage, ((priority_name, priority, hook), ...)), ...)``."""
+        with self._lock:
+            self._hooks_table = table
+            self._emit(ev.HooksChanged, table)
+
+    @property
+    def hooks_table(self) -> tuple:
+        return self._hooks_table
+
+    def enter_stage(self, stage: str) -> None:
+        with self._lock:
+            self._stage = stage
+            self._emit(ev.StageEntered, stage)
+
+    @property
+    def stage(self) -> str:
+        """The hook stage that started last."""
+        return self._stage
+
+    def record_hook_call(self, stage: str, hook: str, seconds: float) -> None:
+        """Count one call of ``hook`` at ``stage`` that took ``seconds``."""
+        with self._lock:
+            stats = self._hook_stats.get((stage, hook))
+            if stats is None:
+                stats = self._hook_stats[(stage, hook)] = [0, 0.0]
+            stats[0] += 1
+            stats[1] += seconds
+            self._emit(ev.HookCalled, stage, hook, seconds)
+
+    def hook_timings(self) -> dict[tuple[str, str], tuple[int, float]]:
+        """``(stage, hook) -> (calls, total seconds)``."""
+        with self._lock:
+            return {key: (int(c), t) for key, (c, t) in self._hook_stats.items()}
+
+    # --- logs, checkpoints, markers, status ----------------------------------
+    def log(self, level: str, message: str, when: float | None = None) -> None:
+        """Record a log line (the run's logger calls this for every record)."""
+        when = time.time() if when is None else when
+        with self._lock:
+            self._logs.append((when, level, message))
+            self._emit(ev.LogRecorded, level, message, when)
+
+    def logs(self) -> list[tuple[float, str, str]]:
+        with self._lock:
+            return list(self._logs)
+
+    def record_checkpoint(self, path: str, epoch: int, iteration: int) -> None:
+        """Note a checkpoint that is complete on disk."""
+        with self._lock:
+            self._checkpoints.append({"path": path, "epoch": epoch, "iter": iteration, "time": time.time()})
+            self._emit(ev.CheckpointSaved, path, epoch, iteration)
+
+    @property
+    def checkpoints(self) -> list[dict[str, Any]]:
+        return list(self._checkpoints)
+
+    def add_marker(self, kind: str, step: int, detail: str = "") -> None:
+        """Mark an event on the run's timeline (a resume, a jump) so plots can show it."""
+        with self._lock:
+            self._markers.append({"kind": kind, "step": step, "detail": detail})
+            self._emit(ev.InfoUpdated, "markers", list(self._markers))
+
+    @property
+    def markers(self) -> list[dict[str, Any]]:
+        return list(self._markers)
+
+    def set_status(self, status: str, detail: str = "") -> None:
+        """Set the run status: created, running, paused, finished, failed, stopped..."""
+        with self._lock:
+            self._status = status
+            self._status_detail = detail
+            self._emit(ev.StatusChanged, status, detail)
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    # --- views --------------------------------------------------------------
+    def snapshot(self, max_points: int | None = None) -> dict[str, Any]:
+        """Everything a view needs to draw the run now, as plain data.
+
+        Args:
+            max_points: if given, each scalar series is cut to its newest ``max_points``.
+
+        The ``seq`` in the result is the last event the snapshot includes: a view
+        applies only events with a larger sequence number on top of it.
+        """
+        with self._lock:
+            scalars = {}
+            for key, history in self._scalars.items():
+                steps, means, mins, maxs = history.series()
+                if max_points is not None:
+                    steps, means, mins, maxs = (s[-max_points:] for s in (steps, means, mins, maxs))
+                scalars[key] = {
+                    "steps": steps,
+                    "values": means,
+                    "mins": mins,
+                    "maxs": maxs,
+                    "current": history.current(),
+                    "mean": history.mean(),
+                    "global_mean": history.global_mean(),
+                    "min": history.min(),
+                    "max": history.max(),
+                    "count": history.count,
+                }
+            return {
+                "seq": self._seq,
+                "name": self.name,
+                "status": self._status,
+                "status_detail": self._status_detail,
+                "info": {k: _plain(v) for k, v in self._info.items()},
+                "scalars": scalars,
+                "hooks": self._hooks_table,
+                "hook_timings": {f"{s}/{h}": (int(c), t) for (s, h), (c, t) in self._hook_stats.items()},
+                "stage": self._stage,
+                "logs": list(self._logs),
+                "checkpoints": list(self._checkpoints),
+                "markers": list(self._markers),
+            }
+
+    @contextlib.contextmanager
+    def activated(self) -> Iterator[MessageHub]:
+        """Make this hub ``current_hub()`` inside the block."""
+        token = _current.set(self)
+        try:
+            yield self
+        finally:
+            _current.reset(token)
+
+    # --- persistence --------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Scalars, plain runtime info, checkpoints and markers; loads with ``weights_only=True``."""
+        with self._lock:
+            return {
+                "name": self.name,
+                "scalars": {k: h.state_dict() for k, h in self._scalars.items()},
+                "info": {k: _plain(v) for k, v in self._info.items() if k not in _TRANSIENT_INFO},
+                "checkpoints": [dict(c) for c in self._checkpoints],
+                "markers": [dict(m) for m in self._markers],
+            }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned (plots continue where they were)."""
+        with self._lock:
+            self._scalars = {k: ScalarHistory.from_state_dict(s) for k, s in state["scalars"].items()}
+            self._info.update(state.get("info", {}))
+            self._checkpoints = [dict(c) for c in state.get("checkpoints", [])]
+            self._markers = [dict(m) for m in state.get("markers", [])]
+            self._emit(ev.InfoUpdated, "resynced", True)
+
+    def __repr__(self) -> str:
+        return f"MessageHub(name={self.name!r}, scalars={len(self._scalars)}, seq={self._seq})"
+
+
+# Info that describes this process rather than the run, so it is not restored.
+_TRANSIENT_INFO = frozenset({"loop_stage", "pid", "cfg"})
+
+__all__ = ["MessageHub", "Subscription", "current_hub", "to_float"]

@@ -1,0 +1,624 @@
+"""The ``Runner``: MMEngine's keys and lifecycle, over built parts.
+
+``Runner.from_cfg(cfg)`` (or ``Runner(...)`` with the same keys) sets the seed,
+builds the model and registers the hooks; the dataloaders and loops are built
+when ``train()``, ``val()`` or ``test()`` first needs them, all through
+``cockpit.build``. Each run writes into ``work_dir/<timestamp>/`` (config dump,
+log file, scalars), checkpoints go to ``work_dir`` itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import random
+import re
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cockpit import checkpoint as ckpt
+from cockpit.build import Builder
+from cockpit.config import Config, ConfigDict
+from cockpit.dist import get_rank, get_world_size, is_main_process
+from cockpit.errors import CheckpointError, ConfigError
+from cockpit.hooks.base import Hook
+from cockpit.hooks.dispatch import HookDispatcher
+from cockpit.hub import MessageHub
+
+__version__ = "0.1.0"
+
+_RUNNER_KEYS = (
+    "model", "work_dir", "experiment_name", "train_dataloader", "optim_wrapper", "param_scheduler", "train_cfg",
+    "val_dataloader", "val_evaluator", "val_cfg", "test_dataloader", "test_evaluator", "test_cfg",
+    "default_hooks", "custom_hooks", "load_from", "resume", "launcher", "env_cfg", "log_processor",
+    "log_level", "randomness",
+)
+
+DEFAULT_HOOKS: dict[str, dict] = {
+    "runtime_info": {"type": "RuntimeInfoHook"},
+    "timer": {"type": "IterTimerHook"},
+    "sampler_seed": {"type": "DistSamplerSeedHook"},
+    "logger": {"type": "LoggerHook"},
+    "param_scheduler": {"type": "ParamSchedulerHook"},
+    "checkpoint": {"type": "CheckpointHook", "interval": 1},
+}
+
+
+class _HubLogHandler(logging.Handler):
+    """Copies every log record into the hub, so views show the run's log."""
+
+    def __init__(self, hub: MessageHub) -> None:
+        super().__init__()
+        self.hub = hub
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.hub.log(record.levelname, record.getMessage(), record.created)
+
+
+def set_random_seed(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch; optionally make torch deterministic."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def _all_or_none(names: tuple[str, ...], values: tuple[Any, ...]) -> None:
+    given = [n for n, v in zip(names, values, strict=True) if v is not None]
+    if given and len(given) != len(names):
+        missing = [n for n in names if n not in given]
+        raise ConfigError(
+            f"{', '.join(names)} should be either all None or not None, but {', '.join(given)} "
+            f"{'is' if len(given) == 1 else 'are'} set and {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not",
+            key=missing[0], fix=f"set {' and '.join(missing)} too, or remove {' and '.join(given)}",
+        )
+
+
+class Runner:
+    """Trains, validates and tests a model, calling hooks at every stage.
+
+    Keys are MMEngine's; see the README for each. Objects or config dicts are
+    accepted for every part.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module | Mapping,
+        *,
+        work_dir: str | os.PathLike = "work_dirs",
+        experiment_name: str | None = None,
+        train_dataloader: Any = None,
+        optim_wrapper: Any = None,
+        param_scheduler: Any = None,
+        train_cfg: Mapping | None = None,
+        val_dataloader: Any = None,
+        val_evaluator: Any = None,
+        val_cfg: Mapping | None = None,
+        test_dataloader: Any = None,
+        test_evaluator: Any = None,
+        test_cfg: Mapping | None = None,
+        default_hooks: Mapping[str, Any] | None = None,
+        custom_hooks: list[Any] | None = None,
+        load_from: str | None = None,
+        resume: bool | str = False,
+        launcher: str = "none",
+        env_cfg: Mapping | None = None,
+        log_processor: Mapping | None = None,
+        log_level: str = "INFO",
+        randomness: Mapping | None = None,
+        cfg: Mapping | None = None,
+        log_to_console: bool = True,
+        trust_checkpoints: bool = False,
+    ) -> None:
+        self.cfg = copy.deepcopy(cfg) if isinstance(cfg, Config) else Config(cfg or {})
+        self._builder = Builder(self.cfg.filename)
+        _all_or_none(("train_dataloader", "train_cfg", "optim_wrapper"), (train_dataloader, train_cfg, optim_wrapper))
+        if param_scheduler is not None and optim_wrapper is None:
+            raise ConfigError("param_scheduler should be None when optim_wrapper is None", key="param_scheduler",
+                              fix="add optim_wrapper (and train_dataloader, train_cfg) or remove param_scheduler")
+        _all_or_none(("val_dataloader", "val_cfg", "val_evaluator"), (val_dataloader, val_cfg, val_evaluator))
+        _all_or_none(("test_dataloader", "test_cfg", "test_evaluator"), (test_dataloader, test_cfg, test_evaluator))
+        if isinstance(resume, str) and load_from is not None:
+            raise ConfigError("If resume is a str, load_from should be None.", key="load_from",
+                              fix="use resume='path' to resume, or load_from='path' with resume=False for weights")
+        if launcher not in ("none", "pytorch", "slurm"):
+            raise ConfigError(f"launcher must be 'none', 'pytorch' or 'slurm', got {launcher!r}", key="launcher",
+                              fix="use launcher='pytorch' under torchrun")
+        self.launcher = launcher
+        self.env_cfg = dict(env_cfg or {})
+        self._setup_distributed()
+
+        self._work_dir = Path(work_dir).resolve()
+        self._timestamp = self._unique_timestamp()
+        filename = self.cfg.filename
+        if experiment_name is None:
+            stem = Path(filename).stem if filename else None
+            experiment_name = f"{stem}_{self._timestamp}" if stem else self._timestamp
+        self._experiment_name = experiment_name
+
+        randomness = dict(randomness or {})
+        seed = randomness.get("seed")
+        self._seed = int(seed) if seed is not None else random.SystemRandom().randrange(2**31)
+        self._deterministic = bool(randomness.get("deterministic", False))
+        if randomness.get("diff_rank_seed", False):
+            self._seed += get_rank()
+        set_random_seed(self._seed, self._deterministic)
+
+        window_size = int((log_processor or {}).get("window_size", 10))
+        self.message_hub = MessageHub(experiment_name, window_size=window_size)
+        self.log_level = log_level
+        self.log_to_console = log_to_console
+        self.logger = self._make_logger()
+        self.trust_checkpoints = trust_checkpoints
+
+        model = self._builder.build_model(model)
+        self.model = model.to(self._device())
+
+        self._train_dataloader = train_dataloader
+        self._train_cfg = train_cfg
+        self.optim_wrapper = (self._builder.build_optim_wrapper(optim_wrapper, self.model)
+                              if optim_wrapper is not None else None)
+        self._param_scheduler_cfg = param_scheduler
+        self.param_schedulers: list[Any] = []
+        self._val_parts = (val_dataloader, val_evaluator, val_cfg)
+        self._test_parts = (test_dataloader, test_evaluator, test_cfg)
+        self._train_loop: Any = None
+        self._val_loop: Any = None
+        self._test_loop: Any = None
+        self._load_from = load_from
+        self._resume = resume
+        self._has_loaded = False
+        self.resumed_from: str | None = None
+
+        self.hooks = HookDispatcher(self.message_hub)
+        self.register_hooks(default_hooks, custom_hooks)
+        self._run_dir_ready = False
+
+    @classmethod
+    def from_cfg(cls, cfg: Mapping | str | os.PathLike, **overrides: Any) -> Runner:
+        """Build a runner from a ``Config`` (or a path to a config file)."""
+        if isinstance(cfg, (str, os.PathLike)):
+            cfg = Config.fromfile(cfg)
+        if not isinstance(cfg, Config):
+            cfg = Config(cfg)
+        if "model" not in cfg:
+            raise ConfigError("missing required key 'model'", file=cfg.filename, key="model",
+                              fix="add model = dict(type=MyModel, ...) to the config")
+        kwargs = {key: cfg[key] for key in _RUNNER_KEYS if key in cfg}
+        if "work_dir" not in kwargs:
+            stem = Path(cfg.filename).stem if cfg.filename else "run"
+            kwargs["work_dir"] = str(Path("work_dirs") / stem)
+        kwargs.update(overrides)
+        return cls(cfg=cfg, **_unwrap_config(kwargs))
+
+    # --- properties (MMEngine's names) -----------------------------------------------
+    @property
+    def work_dir(self) -> Path:
+        return self._work_dir
+
+    @property
+    def log_dir(self) -> Path:
+        return self._work_dir / self._timestamp
+
+    @property
+    def timestamp(self) -> str:
+        return self._timestamp
+
+    @property
+    def experiment_name(self) -> str:
+        return self._experiment_name
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    @property
+    def deterministic(self) -> bool:
+        return self._deterministic
+
+    @property
+    def rank(self) -> int:
+        return get_rank()
+
+    @property
+    def world_size(self) -> int:
+        return get_world_size()
+
+    @property
+    def is_main_process(self) -> bool:
+        return is_main_process()
+
+    @property
+    def epoch(self) -> int:
+        return self._train_loop.epoch if self._train_loop is not None else 0
+
+    @property
+    def iter(self) -> int:
+        return self._train_loop.iter if self._train_loop is not None else 0
+
+    @property
+    def max_epochs(self) -> int:
+        return self.train_loop.max_epochs
+
+    @property
+    def max_iters(self) -> int:
+        return self.train_loop.max_iters
+
+    @property
+    def is_epoch_based(self) -> bool:
+        from cockpit.loops import EpochBasedTrainLoop
+
+        return isinstance(self._train_loop, EpochBasedTrainLoop)
+
+    @property
+    def train_loop(self) -> Any:
+        """The train loop, built on first use."""
+        if self._train_loop is None:
+            if self._train_cfg is None:
+                raise RuntimeError("this runner has no training: give train_dataloader, train_cfg and optim_wrapper")
+            self._train_dataloader = self._builder.build_dataloader(self._train_dataloader, "train_dataloader",
+                                                                    self.seed)
+            try:
+                epoch_length = len(self._train_dataloader)
+            except TypeError:
+                epoch_length = None
+            self.param_schedulers = self._builder.build_param_schedulers(self._param_scheduler_cfg,
+                                                                         self.optim_wrapper, epoch_length)
+            self._train_loop = self._builder.build_train_loop(self._train_cfg, self, self._train_dataloader)
+            self.optim_wrapper.initialize_count_status(self._train_loop.iter, self._train_loop.max_iters)
+        return self._train_loop
+
+    @property
+    def val_loop(self) -> Any:
+        """The validation loop (None without validation), built on first use."""
+        if self._val_loop is None and self._val_parts[0] is not None:
+            self._val_loop = self._build_eval_loop(self._val_parts, "val")
+        return self._val_loop
+
+    @property
+    def test_loop(self) -> Any:
+        if self._test_loop is None and self._test_parts[0] is not None:
+            self._test_loop = self._build_eval_loop(self._test_parts, "test")
+        return self._test_loop
+
+    def _build_eval_loop(self, parts: tuple, mode: str) -> Any:
+        dataloader, evaluator, loop_cfg = parts
+        dataloader = self._builder.build_dataloader(dataloader, f"{mode}_dataloader", self.seed)
+        evaluator = self._builder.build_evaluator(evaluator, f"{mode}_evaluator")
+        return self._builder.build_eval_loop(loop_cfg, f"{mode}_cfg", self, dataloader, evaluator)
+
+    @property
+    def train_dataloader(self) -> Any:
+        return self.train_loop.dataloader
+
+    @property
+    def val_dataloader(self) -> Any:
+        return self.val_loop.dataloader if self.val_loop is not None else None
+
+    @property
+    def test_dataloader(self) -> Any:
+        return self.test_loop.dataloader if self.test_loop is not None else None
+
+    @property
+    def val_evaluator(self) -> Any:
+        return self.val_loop.evaluator if self.val_loop is not None else None
+
+    @property
+    def test_evaluator(self) -> Any:
+        return self.test_loop.evaluator if self.test_loop is not None else None
+
+    # --- hooks --------------------------------------------------------------------
+    def register_hook(self, hook: Hook | Mapping, priority: int | str | None = None) -> None:
+        """Add a hook (an instance or a config dict); ``priority`` overrides the hook's own."""
+        if isinstance(hook, Mapping):
+            hook, cfg_priority = self._builder.build_hook(hook, "custom_hooks")
+            priority = priority if priority is not None else cfg_priority
+        self.hooks.register(hook, priority)
+
+    def register_default_hooks(self, hooks: Mapping[str, Any] | None = None) -> None:
+        """MMEngine's default hooks, merged with ``hooks`` (a None value removes one)."""
+        merged: dict[str, Any] = dict(DEFAULT_HOOKS)
+        for name, hook in (hooks or {}).items():
+            if hook is None:
+                merged.pop(name, None)
+            else:
+                merged[name] = hook
+        for name, hook in merged.items():
+            if isinstance(hook, Mapping):
+                built, priority = self._builder.build_hook(hook, f"default_hooks.{name}")
+                self.hooks.register(built, priority)
+            else:
+                self.register_hook(hook)
+
+    def register_custom_hooks(self, hooks: list[Any]) -> None:
+        for index, hook in enumerate(hooks):
+            if isinstance(hook, Mapping):
+                built, priority = self._builder.build_hook(hook, f"custom_hooks[{index}]")
+                self.hooks.register(built, priority)
+            else:
+                self.register_hook(hook)
+
+    def register_hooks(self, default_hooks: Mapping | None = None, custom_hooks: list | None = None) -> None:
+        self.register_default_hooks(default_hooks)
+        if custom_hooks:
+            self.register_custom_hooks(list(custom_hooks))
+
+    def call_hook(self, fn_name: str, **kwargs: Any) -> None:
+        """Call every hook that overrides stage ``fn_name``, in priority order."""
+        self.hooks.call(self, fn_name, **kwargs)
+
+    def hooks_info(self) -> str:
+        """The hook order per stage, in MMEngine's layout."""
+        return self.hooks.info()
+
+    def get_hooks_info(self) -> str:
+        return self.hooks.info()
+
+    # --- running ------------------------------------------------------------------
+    def train(self) -> torch.nn.Module:
+        """Train to the end (or until stopped); returns the model."""
+        loop = self.train_loop
+        if self.val_loop is not None:
+            self.val_loop  # noqa: B018 - built now, so config errors surface before training
+        return self._run(loop.run)
+
+    def val(self) -> dict[str, Any]:
+        """Run the validation loop once; returns the metrics."""
+        if self.val_loop is None:
+            raise RuntimeError("this runner has no validation: give val_dataloader, val_evaluator and val_cfg")
+        return self._run(self.val_loop.run)
+
+    def test(self) -> dict[str, Any]:
+        """Run the test loop once; returns the metrics."""
+        if self.test_loop is None:
+            raise RuntimeError("this runner has no test: give test_dataloader, test_evaluator and test_cfg")
+        return self._run(self.test_loop.run)
+
+    def _run(self, body: Any) -> Any:
+        self._prepare_run_dir()
+        with self.message_hub.activated():
+            self.message_hub.set_status("running")
+            self.message_hub.update_info("pid", os.getpid())
+            try:
+                self.load_or_resume()
+                self.call_hook("before_run")
+                result = body()
+            except BaseException as error:
+                detail = f"{type(error).__name__}: {error}"
+                self.message_hub.set_status("failed", detail)
+                self.logger.error(f"run failed: {detail}")
+                self._safe_after_run()
+                raise
+            stopped = self._train_loop is not None and self._train_loop.stop_training
+            self.call_hook("after_run")
+            self.message_hub.set_status("stopped" if stopped else "finished")
+            return result
+
+    def _safe_after_run(self) -> None:
+        # Cleanup (closing writers, flushing logs) must run on every exit path, but must not
+        # hide the error that ended the run.
+        try:
+            self.call_hook("after_run")
+        except Exception as cleanup_error:  # noqa: BLE001
+            self.logger.error(f"after_run hooks failed during cleanup: {cleanup_error}")
+
+    def safe_point(self) -> None:
+        """Between iterations: where the run may be steered (commands, stop requests)."""
+
+    def stop(self) -> None:
+        """Ask the train loop to end after the current iteration."""
+        if self._train_loop is not None:
+            self._train_loop.stop_training = True
+
+    # --- checkpoints ----------------------------------------------------------------
+    def load_or_resume(self) -> None:
+        """Resume or load weights as ``resume`` and ``load_from`` say (once)."""
+        if self._has_loaded or (not self._resume and self._load_from is None):
+            return
+        if isinstance(self._resume, str):
+            self.resume(self._resume)
+        elif self._resume and self._load_from is not None:
+            self.resume(self._load_from)
+        elif self._resume:
+            self._auto_resume()
+        else:
+            self.load_checkpoint(self._load_from)
+        self._has_loaded = True
+
+    def _auto_resume(self) -> None:
+        removed = ckpt.clean_temporaries(self.work_dir)
+        for path in removed:
+            self.logger.warning(f"removed {path.name}, left by an interrupted save")
+        failures = []
+        for candidate in ckpt.candidate_checkpoints(self.work_dir):
+            try:
+                self.resume(candidate)
+            except CheckpointError as error:
+                failures.append(str(error))
+                self.logger.warning(f"cannot resume from {candidate}: {error}; trying the previous checkpoint")
+                continue
+            if failures:
+                self.logger.warning(f"resumed from the previous good checkpoint {candidate}")
+            return
+        reason = "; ".join(failures) if failures else "no checkpoint files found"
+        raise CheckpointError(
+            f"resume was requested but there is nothing to resume from in {self.work_dir} ({reason}). "
+            "Start without --resume for a fresh run, or pass the checkpoint path"
+        )
+
+    def save_checkpoint(self, out_dir: str | os.PathLike, filename: str, save_optimizer: bool = True,
+                        save_param_scheduler: bool = True, meta: dict | None = None) -> Path:
+        """Write a full checkpoint atomically to ``out_dir/filename`` and return its path."""
+        loop = self._train_loop
+        position = loop.position() if loop is not None else {"epoch": 0, "iter": 0, "batch_in_epoch": 0}
+        checkpoint: dict[str, Any] = {
+            "meta": {
+                "format": ckpt.FORMAT,
+                "cockpit_version": __version__,
+                **position,
+                "seed": self.seed,
+                "experiment_name": self.experiment_name,
+                "cfg": self.cfg.pretty_text,
+                "time": time.time(),
+                "world_size": self.world_size,
+                "batch_size": getattr(self._train_dataloader, "batch_size", None),
+                **(meta or {}),
+            },
+            "state_dict": _unwrap_model(self.model).state_dict(),
+            "message_hub": self.message_hub.state_dict(),
+            "rng": ckpt.rng_state(),
+        }
+        if save_optimizer and self.optim_wrapper is not None:
+            checkpoint["optimizer"] = self.optim_wrapper.state_dict()
+        if save_param_scheduler and self.param_schedulers:
+            checkpoint["param_schedulers"] = [s.state_dict() for s in self.param_schedulers]
+        hook_states = {}
+        for name, hook in zip(self.hooks.names, self.hooks.hooks, strict=True):
+            state = hook.state_dict()
+            if state is not None:
+                hook_states[name] = state
+        checkpoint["hooks"] = hook_states
+        self.call_hook("before_save_checkpoint", checkpoint=checkpoint)
+        path = Path(out_dir) / filename
+        if self.is_main_process:
+            ckpt.save_checkpoint(checkpoint, path)
+            self.message_hub.record_checkpoint(str(path), position["epoch"], position["iter"])
+        return path
+
+    def _read(self, filename: str | os.PathLike) -> dict[str, Any]:
+        return ckpt.load_checkpoint(filename, map_location="cpu", trusted=self.trust_checkpoints)
+
+    def load_checkpoint(self, filename: str | os.PathLike, strict: bool = False,
+                        revise_keys: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+        """Load model weights only (``load_from``), stripping a ``module.`` prefix."""
+        checkpoint = self._read(filename)
+        state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+        if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CheckpointError(f"{filename} holds no model weights (no 'state_dict' of tensors)")
+        for pattern, replacement in revise_keys or [(r"^module\.", "")]:
+            state = {re.sub(pattern, replacement, k): v for k, v in state.items()}
+        result = _unwrap_model(self.model).load_state_dict(state, strict=strict)
+        if result.missing_keys or result.unexpected_keys:
+            self.logger.warning(f"loaded {filename} with missing keys {result.missing_keys} "
+                                f"and unexpected keys {result.unexpected_keys}")
+        self.call_hook("after_load_checkpoint", checkpoint=checkpoint)
+        self.logger.info(f"Load checkpoint from {filename}")
+        return checkpoint
+
+    def resume(self, filename: str | os.PathLike, resume_optimizer: bool = True,
+               resume_param_scheduler: bool = True) -> dict[str, Any]:
+        """Restore a full training state: weights, optimizer, schedulers, hub, hooks, RNG, position."""
+        checkpoint = ckpt.check_cockpit_checkpoint(self._read(filename), filename)
+        meta = checkpoint["meta"]
+        loop = self.train_loop
+        _unwrap_model(self.model).load_state_dict(checkpoint["state_dict"])
+        if resume_optimizer and "optimizer" in checkpoint and self.optim_wrapper is not None:
+            self.optim_wrapper.load_state_dict(checkpoint["optimizer"])
+        elif resume_optimizer and self.optim_wrapper is not None:
+            self.logger.warning(f"{filename} has no optimizer state; the optimizer starts fresh")
+        if resume_param_scheduler and "param_schedulers" in checkpoint:
+            states = checkpoint["param_schedulers"]
+            if len(states) != len(self.param_schedulers):
+                raise CheckpointError(f"{filename} has {len(states)} parameter schedulers but the config builds "
+                                      f"{len(self.param_schedulers)}; resume with the config it was trained with")
+            for scheduler, state in zip(self.param_schedulers, states, strict=True):
+                scheduler.load_state_dict(state)
+        self.message_hub.load_state_dict(checkpoint["message_hub"])
+        for name, hook in zip(self.hooks.names, self.hooks.hooks, strict=True):
+            state = checkpoint.get("hooks", {}).get(name)
+            if state is not None:
+                hook.load_state_dict(state)
+        loop.restore_position(int(meta["epoch"]), int(meta["iter"]), int(meta.get("batch_in_epoch", 0)))
+        self.optim_wrapper.initialize_count_status(loop.iter, loop.max_iters)
+        if "rng" in checkpoint:
+            ckpt.set_rng_state(checkpoint["rng"])
+        old_batch = meta.get("batch_size")
+        if old_batch is not None and meta.get("world_size", 1) * old_batch != self.world_size * (
+                getattr(self._train_dataloader, "batch_size", old_batch) or old_batch):
+            self.logger.warning("the global batch size differs from the checkpoint's run; "
+                                "the learning-rate schedule and data position may not match")
+        self.resumed_from = str(filename)
+        self.message_hub.update_info("resumed_from", str(filename))
+        self.message_hub.add_marker("resume", loop.iter, str(filename))
+        self.call_hook("after_load_checkpoint", checkpoint=checkpoint)
+        self.logger.info(f"resumed from {filename}: epoch {loop.epoch}, iter {loop.iter}")
+        return checkpoint
+
+    # --- set-up ---------------------------------------------------------------------
+    def _unique_timestamp(self) -> str:
+        stamp = time.strftime("%Y%m%d_%H%M%S")
+        candidate, n = stamp, 1
+        while (self._work_dir / candidate).exists():
+            n += 1
+            candidate = f"{stamp}_{n}"
+        return candidate
+
+    def _prepare_run_dir(self) -> None:
+        if self._run_dir_ready or not self.is_main_process:
+            return
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.log_dir / f"{self._timestamp}.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(message)s"))
+        self.logger.addHandler(handler)
+        self.dump_config()
+        self.logger.info(f"Hooks will be executed in the following order:\n{self.hooks_info()}")
+        self._run_dir_ready = True
+
+    def dump_config(self) -> None:
+        """Write the resolved config into the run's folder."""
+        name = Path(self.cfg.filename).name if self.cfg.filename else f"{self._timestamp}.py"
+        self.cfg.dump(self.log_dir / name)
+
+    def _make_logger(self) -> logging.Logger:
+        # One logger per runner (two runs in one notebook must not share handlers).
+        logger = logging.getLogger(f"cockpit.run.{self._experiment_name}.{id(self):x}")
+        logger.setLevel(self.log_level)
+        logger.propagate = False
+        logger.addHandler(_HubLogHandler(self.message_hub))
+        if self.log_to_console and is_main_process():
+            console = logging.StreamHandler(sys.stdout)
+            console.setFormatter(logging.Formatter("%(asctime)s - %(message)s", "%m/%d %H:%M:%S"))
+            logger.addHandler(console)
+        return logger
+
+    def _device(self) -> torch.device:
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+
+    def _setup_distributed(self) -> None:
+        if self.launcher == "none":
+            return
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            return
+        if self.launcher == "slurm":
+            os.environ.setdefault("RANK", os.environ.get("SLURM_PROCID", "0"))
+            os.environ.setdefault("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1"))
+            os.environ.setdefault("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
+        backend = self.env_cfg.get("dist_cfg", {}).get("backend") or ("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group(backend=backend)
+
+    def __repr__(self) -> str:
+        return f"Runner({self.experiment_name!r}, work_dir={str(self.work_dir)!r})"
+
+
+def _unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    return getattr(model, "module", model)
+
+
+def _unwrap_config(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.to_dict() if isinstance(v, ConfigDict) else v for k, v in values.items()}

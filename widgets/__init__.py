@@ -1,0 +1,1 @@
+"""Cockpit views (terminal UI, notebook widgets). Imported only on demand."""
