@@ -33,9 +33,19 @@ FORMAT = "cockpit-checkpoint-1"
 FAULT_POINTS = ("after_tmp_write", "before_rename", "before_pointer", "before_rotation")
 
 
+_fault_hits: dict[str, int] = {}
+
+
 def fault_point(name: str) -> None:
-    """Die at once with SIGKILL if the environment asks for a fault at ``name`` (for crash tests)."""
-    if os.environ.get("COCKPIT_FAULT") == name:
+    """Die at once with SIGKILL if the environment asks for a fault at ``name`` (for crash tests).
+
+    ``COCKPIT_FAULT=<name>`` picks the point; ``COCKPIT_FAULT_SKIP=N`` lets the first N
+    passes through it go by, so a test can crash the third save rather than the first.
+    """
+    if os.environ.get("COCKPIT_FAULT") != name:
+        return
+    hits = _fault_hits[name] = _fault_hits.get(name, 0) + 1
+    if hits > int(os.environ.get("COCKPIT_FAULT_SKIP", "0")):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -47,8 +57,10 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike, write: Any) -> Path:
+def atomic_write(path: str | os.PathLike, write: Any, faults: bool = False) -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, then move it into place durably.
+
+    ``faults`` enables the crash-test points of a checkpoint write.
 
     Raises:
         CheckpointError: when the disk is full or not writable; the old file at ``path`` is untouched.
@@ -62,8 +74,9 @@ def atomic_write(path: str | os.PathLike, write: Any) -> Path:
             write(file)
             file.flush()
             os.fsync(file.fileno())
-        fault_point("after_tmp_write")
-        fault_point("before_rename")
+        if faults:
+            fault_point("after_tmp_write")
+            fault_point("before_rename")
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as error:
@@ -80,7 +93,7 @@ def atomic_write(path: str | os.PathLike, write: Any) -> Path:
 
 def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``checkpoint`` to ``path`` atomically and durably."""
-    return atomic_write(path, lambda file: torch.save(checkpoint, file))
+    return atomic_write(path, lambda file: torch.save(checkpoint, file), faults=True)
 
 
 def write_pointer(work_dir: str | os.PathLike, checkpoint_path: str | os.PathLike) -> None:
@@ -107,16 +120,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", trusted:
     try:
         return torch.load(path, map_location=map_location, weights_only=not trusted)
     except pickle.UnpicklingError as error:
-        if "weights_only" in str(error) or "Weights only load failed" in str(error):
-            detail = str(error).splitlines()
-            reason = next((line.strip() for line in detail if "Unsupported global" in line or "GLOBAL" in line),
-                          detail[0] if detail else "")
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        needs_globals = [line for line in lines if "GLOBAL" in line or "Unsupported global" in line]
+        if needs_globals:
             raise CheckpointError(
-                f"refused to load {path}: it needs arbitrary Python objects ({reason}), and unpickling them "
-                "can run any code. If you made this file or trust its source, load it deliberately with "
+                f"refused to load {path}: it needs arbitrary Python objects ({needs_globals[0]}), and unpickling "
+                "them can run any code. If you made this file or trust its source, load it deliberately with "
                 "trusted=True (Python) or --trust-checkpoint (CLI)"
             ) from None
-        raise CheckpointError(f"{path} is corrupt: {error}") from None
+        detail = next((line for line in lines if "error" in line.lower() and "Weights only" not in line), lines[-1:])
+        raise CheckpointError(f"{path} is truncated or corrupt and cannot be loaded ({detail})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
         raise CheckpointError(f"{path} is truncated or corrupt and cannot be loaded ({error})") from None
 

@@ -66,16 +66,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"cockpit: run folder {runner.log_dir}", flush=True)
     try:
         runner.train()
-    except (ConfigError, CheckpointError):
-        raise
-    except KeyboardInterrupt:
-        print("cockpit: interrupted", file=sys.stderr)
+    except (ConfigError, CheckpointError) as error:
+        if not runner.started:
+            raise  # a bad config or resume request: a usage error
+        print(f"cockpit: training failed: {error}", file=sys.stderr)
         return EXIT_TRAINING_ERROR
+    except KeyboardInterrupt as error:
+        print(f"cockpit: interrupted ({error or 'Ctrl-C'}); the newest complete checkpoint is named in "
+              f"{runner.work_dir / 'last_checkpoint'}", file=sys.stderr)
+        return 130
     except Exception:
         traceback.print_exc()
         print(f"cockpit: training failed; the run folder is {runner.log_dir}", file=sys.stderr)
         return EXIT_TRAINING_ERROR
-    print(f"cockpit: finished; checkpoints in {runner.work_dir}", flush=True)
+    if runner.stop_reason:
+        print(f"cockpit: stopped ({runner.stop_reason}) at epoch {runner.epoch}, iter {runner.iter}; "
+              f"resume with: cockpit run {args.config} --resume", flush=True)
+    else:
+        print(f"cockpit: finished; checkpoints in {runner.work_dir}", flush=True)
     return EXIT_OK
 
 

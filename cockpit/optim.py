@@ -16,6 +16,10 @@ import torch
 from torch import nn
 
 
+class NonFiniteLossError(FloatingPointError):
+    """The loss was NaN or infinite and the optimizer wrapper was told to stop."""
+
+
 class OptimWrapper:
     """Wraps an optimizer with accumulation and clipping.
 
@@ -24,10 +28,13 @@ class OptimWrapper:
         accumulative_counts: how many ``update_params`` calls add up to one step.
         clip_grad: ``dict(max_norm=1.0, norm_type=2)`` clips by norm,
             ``dict(type='value', clip_value=0.5)`` by value; None for no clipping.
+        on_nonfinite: what a NaN or infinite loss does: ``'stop'`` raises
+            ``NonFiniteLossError`` before it reaches the weights (the last checkpoint stays the
+            last good one); ``'skip'`` drops the step, logs it, and trains on.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, accumulative_counts: int = 1,
-                 clip_grad: dict | None = None) -> None:
+                 clip_grad: dict | None = None, on_nonfinite: str = "stop") -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if not isinstance(accumulative_counts, int) or accumulative_counts < 1:
@@ -35,6 +42,10 @@ class OptimWrapper:
         self.optimizer = optimizer
         self.accumulative_counts = accumulative_counts
         self.clip_grad = self._check_clip(dict(clip_grad) if clip_grad else None)
+        if on_nonfinite not in ("stop", "skip"):
+            raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
+        self.on_nonfinite = on_nonfinite
+        self.skipped_steps = 0
         self.count = 0
         self.max_counts = -1
         self.last_grad_norm: float | None = None
@@ -62,7 +73,22 @@ class OptimWrapper:
         self.max_counts = max_counts
 
     def update_params(self, loss: torch.Tensor) -> None:
-        """Backward ``loss`` and step when an accumulation window is complete."""
+        """Backward ``loss`` and step when an accumulation window is complete.
+
+        Raises:
+            NonFiniteLossError: the loss is NaN or infinite and ``on_nonfinite='stop'``.
+        """
+        if not bool(torch.isfinite(loss.detach()).all()):
+            if self.on_nonfinite == "stop":
+                raise NonFiniteLossError(
+                    f"the loss is {float(loss.detach().float().mean())} at update {self.count + 1}; training stopped "
+                    "before it reached the weights, so the last checkpoint is the last good state. Lower the "
+                    "learning rate, add clip_grad, or set optim_wrapper.on_nonfinite='skip' to drop such steps"
+                )
+            self.skipped_steps += 1
+            self.zero_grad()
+            self.count += 1
+            return
         self.backward(self.scale_loss(loss))
         self.count += 1
         if self.should_update():

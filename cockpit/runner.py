@@ -9,14 +9,17 @@ log file, scalars), checkpoints go to ``work_dir`` itself.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
 import random
 import re
+import signal
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +188,12 @@ class Runner:
         self.hooks = HookDispatcher(self.message_hub)
         self.register_hooks(default_hooks, custom_hooks)
         self._run_dir_ready = False
+        self.started = False
+        # Requests served at the next safe point (set from signal handlers or other threads).
+        self._save_requested: str | None = None
+        self._stop_requested: str | None = None
+        self._stop_saves = True
+        self.stop_reason: str | None = None
 
     @classmethod
     def from_cfg(cls, cfg: Mapping | str | os.PathLike, **overrides: Any) -> Runner:
@@ -388,11 +397,12 @@ class Runner:
 
     def _run(self, body: Any) -> Any:
         self._prepare_run_dir()
-        with self.message_hub.activated():
+        with self.message_hub.activated(), self._signal_handlers(), self._log_file():
             self.message_hub.set_status("running")
             self.message_hub.update_info("pid", os.getpid())
             try:
                 self.load_or_resume()
+                self.started = True
                 self.call_hook("before_run")
                 result = body()
             except BaseException as error:
@@ -403,7 +413,7 @@ class Runner:
                 raise
             stopped = self._train_loop is not None and self._train_loop.stop_training
             self.call_hook("after_run")
-            self.message_hub.set_status("stopped" if stopped else "finished")
+            self.message_hub.set_status("stopped" if stopped else "finished", self.stop_reason or "")
             return result
 
     def _safe_after_run(self) -> None:
@@ -414,13 +424,71 @@ class Runner:
         except Exception as cleanup_error:  # noqa: BLE001
             self.logger.error(f"after_run hooks failed during cleanup: {cleanup_error}")
 
+    # --- steering -------------------------------------------------------------------
     def safe_point(self) -> None:
-        """Between iterations: where the run may be steered (commands, stop requests)."""
+        """Between iterations, in the training thread: serve save and stop requests."""
+        if self._save_requested is not None:
+            reason, self._save_requested = self._save_requested, None
+            self.save_now(reason)
+        if self._stop_requested is not None:
+            reason, self._stop_requested = self._stop_requested, None
+            if self._stop_saves:
+                self.save_now(reason)
+            self.stop_reason = reason
+            self.logger.warning(f"stopping: {reason}")
+            self.stop()
+
+    def request_save(self, reason: str = "requested") -> None:
+        """Save a checkpoint at the next safe point (thread- and signal-safe)."""
+        self._save_requested = reason
+
+    def request_stop(self, reason: str = "requested", save: bool = True) -> None:
+        """Stop after the current iteration, saving a checkpoint first unless ``save=False``."""
+        self._stop_saves = save
+        self._stop_requested = reason
 
     def stop(self) -> None:
-        """Ask the train loop to end after the current iteration."""
+        """End the train loop after the current iteration (no checkpoint; see ``request_stop``)."""
         if self._train_loop is not None:
             self._train_loop.stop_training = True
+
+    def save_now(self, reason: str = "requested") -> Path | None:
+        """Save a resumable checkpoint of the current position through the CheckpointHook's safe path."""
+        from cockpit.hooks.checkpoint import CheckpointHook
+
+        hook = next((h for h in self.hooks.hooks if isinstance(h, CheckpointHook)), None)
+        if hook is None:
+            self.logger.warning(f"cannot save ({reason}): the run has no CheckpointHook")
+            return None
+        path = hook.save_now(self)
+        self.logger.info(f"saved {path} ({reason})")
+        return path
+
+    @contextlib.contextmanager
+    def _signal_handlers(self) -> Iterator[None]:
+        """Ctrl-C / SIGTERM: finish the iteration, save, stop; twice: exit at once. SIGUSR1: save."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_stop(signum: int, frame: Any) -> None:
+            name = signal.Signals(signum).name
+            if self._stop_requested is not None or (self._train_loop and self._train_loop.stop_training):
+                raise KeyboardInterrupt(f"second {name}: exiting at once")
+            self.logger.warning(f"received {name}: finishing this iteration, saving a checkpoint, then stopping "
+                                f"(send it again to exit at once)")
+            self.request_stop(f"received {name}")
+
+        def on_save(signum: int, frame: Any) -> None:
+            self.request_save(f"received {signal.Signals(signum).name}")
+
+        wanted = {signal.SIGINT: on_stop, signal.SIGTERM: on_stop, signal.SIGUSR1: on_save}
+        previous = {sig: signal.signal(sig, handler) for sig, handler in wanted.items()}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     # --- checkpoints ----------------------------------------------------------------
     def load_or_resume(self) -> None:
@@ -569,12 +637,26 @@ class Runner:
         if self._run_dir_ready or not self.is_main_process:
             return
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.dump_config()
+        self._run_dir_ready = True
+
+    @contextlib.contextmanager
+    def _log_file(self) -> Iterator[None]:
+        """The run's log file, open only while a loop runs (a notebook may make many runners)."""
+        if not self.is_main_process:
+            yield
+            return
+        first = not (self.log_dir / f"{self._timestamp}.log").exists()
         handler = logging.FileHandler(self.log_dir / f"{self._timestamp}.log")
         handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(message)s"))
         self.logger.addHandler(handler)
-        self.dump_config()
-        self.logger.info(f"Hooks will be executed in the following order:\n{self.hooks_info()}")
-        self._run_dir_ready = True
+        if first:
+            self.logger.info(f"Hooks will be executed in the following order:\n{self.hooks_info()}")
+        try:
+            yield
+        finally:
+            self.logger.removeHandler(handler)
+            handler.close()
 
     def dump_config(self) -> None:
         """Write the resolved config into the run's folder."""

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from cockpit.checkpoint import atomic_write, fault_point, load_checkpoint, write_pointer
+from cockpit.checkpoint import (
+    atomic_write,
+    clean_temporaries,
+    fault_point,
+    load_checkpoint,
+    write_pointer,
+)
 from cockpit.hooks.base import DataBatch, Hook
 from cockpit.priority import Priority
 
@@ -155,6 +161,9 @@ class CheckpointHook(Hook):
             self.out_dir = Path(self.out_dir) / work_dir.name
         self.out_dir = Path(self.out_dir)
         runner.logger.info(f"Checkpoints will be saved to {self.out_dir}.")
+        if runner.is_main_process:
+            for leftover in clean_temporaries(self.out_dir):
+                runner.logger.warning(f"removed {leftover.name}, left by an interrupted save")
         hub = runner.message_hub
         self.last_ckpt = hub.get_info("last_ckpt")
         if self.save_best and "auto" not in self.key_indicators:
@@ -222,6 +231,20 @@ class CheckpointHook(Hook):
             write_pointer(runner.work_dir, path)
             fault_point("before_rotation")
             self._rotate(runner)
+
+    def save_now(self, runner: Runner) -> Path:
+        """Save the current position at once (a signal, a command): ``iter_<N>.pth``, never rotated."""
+        position = runner.train_loop.position()
+        name = f"iter_{position['iter']}.pth"
+        if self.out_dir is None:
+            self.before_train(runner)
+        path = Path(self.out_dir) / name
+        runner.message_hub.update_info("last_ckpt", str(path))
+        runner.save_checkpoint(self.out_dir, name, save_optimizer=True, save_param_scheduler=True)
+        self.last_ckpt = str(path)
+        if runner.is_main_process:
+            write_pointer(runner.work_dir, path)
+        return path
 
     def _protected(self, runner: Runner) -> set[str]:
         keep = {p for p in self.best_ckpt_paths.values() if p}

@@ -70,6 +70,11 @@ class RuntimeInfoHook(Hook):
             hub = runner.message_hub
             for key, value in outputs.items():
                 hub.update_scalar(f"train/{key}", value)
+        skipped = getattr(runner.optim_wrapper, "skipped_steps", 0)
+        if skipped != runner.message_hub.get_info("skipped_steps", 0):
+            runner.message_hub.update_info("skipped_steps", skipped)
+            runner.logger.warning(f"skipped a step with a non-finite loss at iter {runner.iter + 1} "
+                                  f"({skipped} skipped so far)")
         norm = getattr(runner.optim_wrapper, "last_grad_norm", None)
         if norm is not None:
             runner.message_hub.update_scalar("train/grad_norm", norm)
@@ -101,8 +106,9 @@ class RuntimeInfoHook(Hook):
 
     @staticmethod
     def _metrics(runner: Runner, mode: str, metrics: dict[str, Any] | None) -> None:
+        # Metrics are plotted at the number of training iterations done when they were measured.
         for key, value in (metrics or {}).items():
             if _is_scalar(value):
-                runner.message_hub.update_scalar(f"{mode}/{key}", value)
+                runner.message_hub.update_scalar(f"{mode}/{key}", value, step=runner.iter)
             else:
                 runner.message_hub.update_info(f"{mode}/{key}", value)
