@@ -102,7 +102,13 @@ class Builder:
                 sys.path.insert(0, extra[0])
                 try:
                     module = importlib.import_module(module_name)
-                except ModuleNotFoundError:
+                except ModuleNotFoundError as error:
+                    missing = error.name or ""
+                    if missing and not module_name.startswith(missing) and not missing.startswith(module_name):
+                        # The module was found but itself imports something missing: say that.
+                        raise self.error(f"importing {module_name!r} for type {dotted!r} failed: {error}",
+                                         f"{key}.type", f"install {missing!r} or fix the import in "
+                                         f"{module_name}") from None
                     module = None
                 finally:
                     sys.path.remove(extra[0])
@@ -158,7 +164,9 @@ class Builder:
                 raise self.error(f"bad arguments for {name}: {error}", key) from None
         try:
             return obj_type(**kwargs)
-        except ConfigError:
+        except ConfigError as error:
+            if error.file is None and self.filename:
+                raise ConfigError(error.message, file=self.filename, key=error.key, fix=error.fix) from error
             raise
         except (TypeError, ValueError) as error:
             raise self.error(f"bad value for {name}: {error}", key, f"check the values under {key}") from error

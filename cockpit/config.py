@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import ast
 import copy
+import inspect
+import keyword
+import math
 import os
 import traceback
 import types
@@ -178,7 +181,8 @@ def _execute(path: Path) -> dict:
         name: value
         for name, value in module.__dict__.items()
         if not name.startswith("__")
-        and not isinstance(value, (types.ModuleType, types.FunctionType, type))
+        and not isinstance(value, (types.ModuleType, type))
+        and not inspect.isroutine(value)
     }
 
 
@@ -230,8 +234,10 @@ def _set_by_path(cfg: dict, dotted: str, value: Any, filename: str | None) -> No
         index = _list_index(node, last, dotted, filename)
         node[index] = _wrap(value)
     elif isinstance(node, dict):
-        if isinstance(value, dict) and isinstance(node.get(last), dict):
-            node[last] = merge_dicts(node[last], value)
+        if isinstance(value, dict):
+            # As in a child config: merge into the existing dict, or replace it with _delete_=True.
+            node[last] = merge_dicts({last: node.get(last)} if isinstance(node.get(last), dict) else {},
+                                     {last: value})[last]
         else:
             node[last] = value
     else:
@@ -256,7 +262,7 @@ def _format(value: Any, indent: int) -> str:
     if isinstance(value, dict):
         if not value:
             return "dict()"
-        if all(isinstance(k, str) and k.isidentifier() for k in value):
+        if all(isinstance(k, str) and k.isidentifier() and not keyword.iskeyword(k) for k in value):
             items = [f"{pad}{k}={_format(v, indent + 1)}," for k, v in value.items()]
             return "dict(\n" + "\n".join(items) + "\n" + "    " * indent + ")"
         items = [f"{pad}{k!r}: {_format(v, indent + 1)}," for k, v in value.items()]
@@ -268,4 +274,6 @@ def _format(value: Any, indent: int) -> str:
         return f"[{inner}]"
     if isinstance(value, type) or callable(value) and hasattr(value, "__qualname__"):
         return repr(f"{value.__module__}.{value.__qualname__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({str(value)!r})"
     return repr(value)

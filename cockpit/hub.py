@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import threading
 import time
 from collections import deque
@@ -43,7 +44,7 @@ def current_hub() -> MessageHub:
 
 def to_float(value: Any) -> float:
     """A Python float from a number, a one-element tensor or array."""
-    if isinstance(value, float):
+    if type(value) is float:
         return value
     item = getattr(value, "item", None)
     if item is not None:
@@ -53,14 +54,20 @@ def to_float(value: Any) -> float:
 
 def _plain(value: Any) -> Any:
     """``value`` if it is made of plain Python data (what events and checkpoints may hold)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or type(value) in (bool, int, float, str):
         return value
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value)
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:  # numpy and torch scalars
+        return value.item()
+    if isinstance(value, (bool, int, float, str)):  # other subclasses (enums...)
+        return next(t for t in (bool, int, float, str) if isinstance(value, t))(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
-        return value.item()
     return repr(value)
 
 
@@ -137,6 +144,11 @@ class MessageHub:
     def unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
             self._subscribers = tuple(s for s in self._subscribers if s is not sub)
+
+    def publish(self, cls: type[ev.Event], *args: Any) -> None:
+        """Emit an event that changes no stored state (command acknowledgements and outcomes)."""
+        with self._lock:
+            self._emit(cls, *args)
 
     def _emit(self, cls: type[ev.Event], *args: Any) -> None:
         # Called with the lock held. Events are only built when someone listens.

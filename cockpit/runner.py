@@ -29,6 +29,7 @@ import torch
 from cockpit import checkpoint as ckpt
 from cockpit.build import Builder
 from cockpit.config import Config, ConfigDict
+from cockpit.control import ControlQueue
 from cockpit.dist import get_rank, get_world_size, is_main_process
 from cockpit.errors import CheckpointError, ConfigError
 from cockpit.hooks.base import Hook
@@ -77,7 +78,7 @@ def set_random_seed(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.deterministic = True
 
 
-def _all_or_none(names: tuple[str, ...], values: tuple[Any, ...]) -> None:
+def _all_or_none(names: tuple[str, ...], values: tuple[Any, ...], file: str | None) -> None:
     given = [n for n, v in zip(names, values, strict=True) if v is not None]
     if given and len(given) != len(names):
         missing = [n for n in names if n not in given]
@@ -85,7 +86,7 @@ def _all_or_none(names: tuple[str, ...], values: tuple[Any, ...]) -> None:
             f"{', '.join(names)} should be either all None or not None, but {', '.join(given)} "
             f"{'is' if len(given) == 1 else 'are'} set and {', '.join(missing)} "
             f"{'is' if len(missing) == 1 else 'are'} not",
-            key=missing[0], fix=f"set {' and '.join(missing)} too, or remove {' and '.join(given)}",
+            file=file, key=missing[0], fix=f"set {' and '.join(missing)} too, or remove {' and '.join(given)}",
         )
 
 
@@ -127,17 +128,22 @@ class Runner:
     ) -> None:
         self.cfg = copy.deepcopy(cfg) if isinstance(cfg, Config) else Config(cfg or {})
         self._builder = Builder(self.cfg.filename)
-        _all_or_none(("train_dataloader", "train_cfg", "optim_wrapper"), (train_dataloader, train_cfg, optim_wrapper))
+        file = self.cfg.filename
+        _all_or_none(("train_dataloader", "train_cfg", "optim_wrapper"), (train_dataloader, train_cfg, optim_wrapper),
+                     file)
         if param_scheduler is not None and optim_wrapper is None:
-            raise ConfigError("param_scheduler should be None when optim_wrapper is None", key="param_scheduler",
+            raise ConfigError("param_scheduler should be None when optim_wrapper is None", file=file,
+                              key="param_scheduler",
                               fix="add optim_wrapper (and train_dataloader, train_cfg) or remove param_scheduler")
-        _all_or_none(("val_dataloader", "val_cfg", "val_evaluator"), (val_dataloader, val_cfg, val_evaluator))
-        _all_or_none(("test_dataloader", "test_cfg", "test_evaluator"), (test_dataloader, test_cfg, test_evaluator))
+        _all_or_none(("val_dataloader", "val_cfg", "val_evaluator"), (val_dataloader, val_cfg, val_evaluator), file)
+        _all_or_none(("test_dataloader", "test_cfg", "test_evaluator"), (test_dataloader, test_cfg, test_evaluator),
+                     file)
         if isinstance(resume, str) and load_from is not None:
-            raise ConfigError("If resume is a str, load_from should be None.", key="load_from",
+            raise ConfigError("If resume is a str, load_from should be None.", file=file, key="load_from",
                               fix="use resume='path' to resume, or load_from='path' with resume=False for weights")
         if launcher not in ("none", "pytorch", "slurm"):
-            raise ConfigError(f"launcher must be 'none', 'pytorch' or 'slurm', got {launcher!r}", key="launcher",
+            raise ConfigError(f"launcher must be 'none', 'pytorch' or 'slurm', got {launcher!r}", file=file,
+                              key="launcher",
                               fix="use launcher='pytorch' under torchrun")
         self.launcher = launcher
         self.env_cfg = dict(env_cfg or {})
@@ -186,6 +192,7 @@ class Runner:
         self.resumed_from: str | None = None
 
         self.hooks = HookDispatcher(self.message_hub)
+        self.control = ControlQueue(self)
         self.register_hooks(default_hooks, custom_hooks)
         self._run_dir_ready = False
         self.started = False
@@ -334,7 +341,12 @@ class Runner:
         if isinstance(hook, Mapping):
             hook, cfg_priority = self._builder.build_hook(hook, "custom_hooks")
             priority = priority if priority is not None else cfg_priority
+        self._add_hook(hook, priority)
+
+    def _add_hook(self, hook: Hook, priority: int | str | None) -> None:
         self.hooks.register(hook, priority)
+        for command in hook.commands():
+            self.control.add(command)
 
     def register_default_hooks(self, hooks: Mapping[str, Any] | None = None) -> None:
         """MMEngine's default hooks, merged with ``hooks`` (a None value removes one)."""
@@ -347,7 +359,7 @@ class Runner:
         for name, hook in merged.items():
             if isinstance(hook, Mapping):
                 built, priority = self._builder.build_hook(hook, f"default_hooks.{name}")
-                self.hooks.register(built, priority)
+                self._add_hook(built, priority)
             else:
                 self.register_hook(hook)
 
@@ -355,7 +367,7 @@ class Runner:
         for index, hook in enumerate(hooks):
             if isinstance(hook, Mapping):
                 built, priority = self._builder.build_hook(hook, f"custom_hooks[{index}]")
-                self.hooks.register(built, priority)
+                self._add_hook(built, priority)
             else:
                 self.register_hook(hook)
 
@@ -412,21 +424,24 @@ class Runner:
                 self._safe_after_run()
                 raise
             stopped = self._train_loop is not None and self._train_loop.stop_training
-            self.call_hook("after_run")
+            errors = self.hooks.call_all(self, "after_run")
+            if errors:
+                name, error = errors[0]
+                self.message_hub.set_status("failed", f"{name}.after_run: {type(error).__name__}: {error}")
+                raise error
             self.message_hub.set_status("stopped" if stopped else "finished", self.stop_reason or "")
             return result
 
     def _safe_after_run(self) -> None:
-        # Cleanup (closing writers, flushing logs) must run on every exit path, but must not
-        # hide the error that ended the run.
-        try:
-            self.call_hook("after_run")
-        except Exception as cleanup_error:  # noqa: BLE001
-            self.logger.error(f"after_run hooks failed during cleanup: {cleanup_error}")
+        # Cleanup (closing writers, flushing logs) must run on every exit path and in every
+        # hook, but must not hide the error that ended the run.
+        for name, error in self.hooks.call_all(self, "after_run"):
+            self.logger.error(f"{name}.after_run failed during cleanup: {type(error).__name__}: {error}")
 
     # --- steering -------------------------------------------------------------------
     def safe_point(self) -> None:
-        """Between iterations, in the training thread: serve save and stop requests."""
+        """Between iterations and epochs, in the training thread: apply commands, serve save and stop requests."""
+        self.control.drain()
         if self._save_requested is not None:
             reason, self._save_requested = self._save_requested, None
             self.save_now(reason)
@@ -446,6 +461,7 @@ class Runner:
         """Stop after the current iteration, saving a checkpoint first unless ``save=False``."""
         self._stop_saves = save
         self._stop_requested = reason
+        self.control.wake()
 
     def stop(self) -> None:
         """End the train loop after the current iteration (no checkpoint; see ``request_stop``)."""
@@ -561,8 +577,14 @@ class Runner:
         self.call_hook("before_save_checkpoint", checkpoint=checkpoint)
         path = Path(out_dir) / filename
         if self.is_main_process:
-            ckpt.save_checkpoint(checkpoint, path)
-            self.message_hub.record_checkpoint(str(path), position["epoch"], position["iter"])
+            hub = self.message_hub
+            status = hub.status
+            hub.set_status("saving")
+            try:
+                ckpt.save_checkpoint(checkpoint, path)
+            finally:
+                hub.set_status(status)
+            hub.record_checkpoint(str(path), position["epoch"], position["iter"])
         return path
 
     def _read(self, filename: str | os.PathLike) -> dict[str, Any]:
@@ -586,9 +608,13 @@ class Runner:
         return checkpoint
 
     def resume(self, filename: str | os.PathLike, resume_optimizer: bool = True,
-               resume_param_scheduler: bool = True) -> dict[str, Any]:
-        """Restore a full training state: weights, optimizer, schedulers, hub, hooks, RNG, position."""
-        checkpoint = ckpt.check_cockpit_checkpoint(self._read(filename), filename)
+               resume_param_scheduler: bool = True, checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Restore a full training state: weights, optimizer, schedulers, hub, hooks, RNG, position.
+
+        ``checkpoint`` is the file's content when the caller has already read it.
+        """
+        if checkpoint is None:
+            checkpoint = ckpt.check_cockpit_checkpoint(self._read(filename), filename)
         meta = checkpoint["meta"]
         loop = self.train_loop
         _unwrap_model(self.model).load_state_dict(checkpoint["state_dict"])

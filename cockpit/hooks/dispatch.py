@@ -77,6 +77,24 @@ class HookDispatcher:
             method(runner, **kwargs)
             hub.record_hook_call(stage, name, perf_counter() - start)
 
+    def call_all(self, runner: Any, stage: str, **kwargs: Any) -> list[tuple[str, BaseException]]:
+        """Like ``call``, but a hook that raises does not stop the next ones (for cleanup).
+
+        Returns:
+            ``(hook name, error)`` for each hook that raised.
+        """
+        errors = []
+        hub = self.hub
+        hub.enter_stage(stage)
+        for name, method in self._table[stage]:
+            start = perf_counter()
+            try:
+                method(runner, **kwargs)
+            except Exception as error:  # noqa: BLE001 - reported to the caller
+                errors.append((name, error))
+            hub.record_hook_call(stage, name, perf_counter() - start)
+        return errors
+
     def table(self) -> tuple:
         """``((stage, ((priority_name, priority, hook_name), ...)), ...)`` for stages with hooks."""
         rows = []
