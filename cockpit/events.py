@@ -14,7 +14,10 @@ Where each fires:
 ``HooksChanged``   ``Runner.register_hook``: the hook table changed
 ``LogRecorded``    the run's logger, for every log record
 ``CheckpointSaved`` ``Runner.save_checkpoint``, once the file is complete
-``StatusChanged``  the runner: running, finished, failed, stopped...
+``StatusChanged``  the runner: running, paused, finished, failed, stopped...
+``CommandAccepted`` ``ControlQueue.submit``: a command was queued (its id)
+``CommandFinished`` the training thread, once a command was applied, rejected
+                   or failed, with a message saying what happened
 =================  ==========================================================
 """
 
@@ -95,3 +98,22 @@ class StatusChanged(Event):
 
     status: str
     detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandAccepted(Event):
+    """A command was queued; it will be applied at the next safe point."""
+
+    id: str
+    name: str
+    args: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class CommandFinished(Event):
+    """A command's outcome: ``'applied'``, ``'rejected'`` (with the reason) or ``'failed'`` (with the error)."""
+
+    id: str
+    name: str
+    outcome: str
+    message: str

@@ -68,6 +68,7 @@ class BaseTrainLoop:
         self.done_epochs = 0
         self.done_iters = 0
         self.batch_in_epoch = 0
+        self._jumped = False
 
     @property
     def epoch(self) -> int:
@@ -86,6 +87,10 @@ class BaseTrainLoop:
         self._epoch = self.done_epochs = epoch
         self._iter = self.done_iters = iteration
         self.batch_in_epoch = batch_in_epoch
+
+    def jump(self) -> None:
+        """The position was restored mid-run (a live resume): restart the data from it."""
+        self._jumped = True
 
     def run_iter(self, batch_idx: int, data_batch: Any) -> None:
         """One training step, between its two hook stages."""
@@ -161,9 +166,9 @@ class EpochBasedTrainLoop(BaseTrainLoop):
             self._run_workflow()
         else:
             while self._epoch < self._max_epochs and not self.stop_training:
-                self.run_epoch()
-                if not self.stop_training and self._should_validate():
+                if self.run_epoch() and not self.stop_training and self._should_validate():
                     self._validate()
+                runner.safe_point()  # between epochs
         runner.call_hook("after_train")
         return runner.model
 
@@ -177,21 +182,26 @@ class EpochBasedTrainLoop(BaseTrainLoop):
                         self.run_epoch()
                     else:
                         self._validate()
+                    self.runner.safe_point()
 
-    def run_epoch(self) -> None:
-        """One pass over the data (or the rest of it, after a mid-epoch resume)."""
+    def run_epoch(self) -> bool:
+        """One pass over the data (or the rest of it, after a resume); False if it ended early."""
         runner = self.runner
+        self._jumped = False
         start = self._start_batches(self._epoch, self.batch_in_epoch)
         runner.call_hook("before_train_epoch")
         runner.model.train()
         for batch_idx, data_batch in enumerate(self.dataloader, start):
             self.run_iter(batch_idx, data_batch)
-            if self.stop_training:
-                return  # mid-epoch: the position stays inside this epoch for a resume
+            if self.stop_training or self._jumped:
+                # Stopped mid-epoch (the position stays inside it for a resume), or a live
+                # resume moved the run elsewhere: this epoch does not end here.
+                return False
         self.done_epochs = self._epoch + 1
         self.batch_in_epoch = 0
         runner.call_hook("after_train_epoch")
         self._epoch += 1
+        return True
 
     def _should_validate(self) -> bool:
         return (self.runner.val_loop is not None and self._epoch >= self.val_begin
@@ -283,6 +293,9 @@ class IterBasedTrainLoop(BaseTrainLoop):
 
     def step(self) -> None:
         """Fetch one batch and train on it."""
+        if self._jumped:  # a live resume moved the run: continue the data from the new position
+            self._jumped = False
+            self._batches = _InfiniteLoader(self)
         self.runner.model.train()
         data_batch = next(self._batches)
         self.run_iter(self._iter, data_batch)

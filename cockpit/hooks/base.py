@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from cockpit.priority import Priority
 
 if TYPE_CHECKING:
+    from cockpit.control import Command
     from cockpit.runner import Runner
 
 DataBatch = dict | tuple | list | None
@@ -125,6 +126,10 @@ class Hook:
         self, runner: Runner, batch_idx: int, data_batch: DataBatch = None, outputs: Sequence | None = None
     ) -> None:
         """After each test iteration, with the model's predictions."""
+
+    def commands(self) -> list[Command]:
+        """Commands this hook offers to views and ``cockpit ctl`` (applied at safe points)."""
+        return []
 
     def state_dict(self) -> dict[str, Any] | None:
         """State to keep in checkpoints, or None for a stateless hook."""

@@ -269,7 +269,13 @@ class CheckpointHook(Hook):
 
     def _save_best_checkpoint(self, runner: Runner, metrics: dict[str, Any]) -> None:
         hub = runner.message_hub
-        if self.by_epoch:
+        mid_epoch = self.by_epoch and runner.train_loop.position()["batch_in_epoch"] != 0
+        if mid_epoch:
+            # Validation asked for inside an epoch: name the files by iteration, so an
+            # epoch's checkpoint is never overwritten by a mid-epoch state.
+            ckpt_filename = f"iter_{runner.iter}.pth"
+            unit, count = "iter", runner.iter
+        elif self.by_epoch:
             ckpt_filename = self.filename_tmpl.format(runner.epoch)
             unit, count = "epoch", runner.epoch
         else:
@@ -308,7 +314,10 @@ class CheckpointHook(Hook):
         # The periodic checkpoint written before this validation holds the old best in its hub
         # state; save it again so a resume knows the new best (and will not delete it).
         if updated and self.last_ckpt is not None and runner.train_loop is not None:
-            self._save_checkpoint_with_step(runner, count)
+            if mid_epoch:
+                self.save_now(runner)
+            else:
+                self._save_checkpoint_with_step(runner, count)
 
     def _publish(self, runner: Runner, ckpt_path: str) -> None:
         checkpoint = load_checkpoint(ckpt_path)

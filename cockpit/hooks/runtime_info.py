@@ -83,12 +83,16 @@ class RuntimeInfoHook(Hook):
     def before_val(self, runner: Runner) -> None:
         self.last_loop_stage = runner.message_hub.get_info("loop_stage")
         runner.message_hub.update_info("loop_stage", "val")
+        if runner.message_hub.status == "running":
+            runner.message_hub.set_status("validating")
 
     def after_val_epoch(self, runner: Runner, metrics: dict[str, Any] | None = None) -> None:
         self._metrics(runner, "val", metrics)
 
     def after_val(self, runner: Runner) -> None:
         # Validation may run inside training: go back to the stage it interrupted.
+        if runner.message_hub.status == "validating":
+            runner.message_hub.set_status("running")
         if self.last_loop_stage == "train":
             runner.message_hub.update_info("loop_stage", "train")
             self.last_loop_stage = None
