@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
+from cockpit.channel.auth import ConnectionError_
 from cockpit.errors import CheckpointError, ConfigError
 
 EXIT_OK, EXIT_TRAINING_ERROR, EXIT_USAGE = 0, 1, 2
@@ -24,17 +28,44 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
-    run = commands.add_parser("run", help="train from a config file",
-                              description="Train from a config file, printing progress lines.")
+    run = commands.add_parser(
+        "run", help="train from a config file",
+        description="Train from a config file. In a terminal the training runs in its own process (it survives "
+                    "a closed terminal or a dropped SSH connection) and this one shows it; with --no-tui or no "
+                    "terminal it trains here, printing progress lines.")
     run.add_argument("config", help="the Python config file")
     run.add_argument("--work-dir", help="where checkpoints and run folders go (default: work_dirs/<config name>)")
     run.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
                      help="override config keys, e.g. train_cfg.max_epochs=5 model.hidden=64")
     run.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
                      help="resume from CKPT, or from the newest checkpoint in the work dir when no path is given")
-    run.add_argument("--no-tui", action="store_true", help="print plain progress lines instead of the cockpit")
+    run.add_argument("--no-tui", action="store_true", help="train in this process, printing plain progress lines")
+    run.add_argument("--detach", action="store_true", help="start the run in the background and return at once")
+    run.add_argument("--listen", metavar="HOST:PORT",
+                     help="also serve views over TCP (the connection file's key is still required)")
     run.add_argument("--trust-checkpoint", action="store_true",
                      help="allow checkpoints that need arbitrary pickles (only for files you trust)")
+    run.add_argument("--timestamp", help=argparse.SUPPRESS)
+
+    attach = commands.add_parser("attach", help="watch and steer a run that is already going",
+                                 description="Attach to a live run (default: the newest under ./work_dirs). "
+                                             "Ctrl-C detaches; the run goes on.")
+    attach.add_argument("run", nargs="?", help="a run folder, its connection file, or a folder of runs")
+
+    ls = commands.add_parser("ls", help="list live and finished runs", description="List runs under a folder.")
+    ls.add_argument("root", nargs="?", default="work_dirs", help="where to look (default: ./work_dirs)")
+
+    ctl = commands.add_parser(
+        "ctl", help="send one command to a run",
+        description="Send one command to a live run and wait for its outcome. Exit status: 0 applied, "
+                    "1 rejected or failed, 2 the run could not be reached. `cockpit ctl RUN help` lists the "
+                    "run's commands, including those its hooks offer.",
+        epilog="built-in commands: val, save, resume <path|latest|best>, pause, continue, stop [nosave], "
+               "set lr=<value> | set lr*=<factor>")
+    ctl.add_argument("run", help="a run folder, its connection file, or a folder of runs (its newest live one)")
+    ctl.add_argument("name", metavar="COMMAND", help="the command, or 'help'")
+    ctl.add_argument("args", nargs="*", help="the command's arguments")
+    ctl.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the outcome")
 
     hooks = commands.add_parser("hooks", help="print the hook order of a config without training",
                                 description="Print, per stage, the hooks in execution order with their priorities.")
@@ -59,10 +90,17 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - returns a Config
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.detach or (not args.no_tui and sys.stdout.isatty()):
+        return _run_in_child(args)
+    return _run_here(args)
+
+
+def _run_here(args: argparse.Namespace) -> int:
     from cockpit.runner import Runner
 
     cfg = _load(args)
-    runner = Runner.from_cfg(cfg, trust_checkpoints=args.trust_checkpoint)
+    runner = Runner.from_cfg(cfg, trust_checkpoints=args.trust_checkpoint, serve=args.listen or True,
+                             timestamp=args.timestamp)
     print(f"cockpit: run folder {runner.log_dir}", flush=True)
     try:
         runner.train()
@@ -87,6 +125,114 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _child_command(args: argparse.Namespace, work_dir: Path, timestamp: str) -> list[str]:
+    command = [sys.executable, "-m", "cockpit.cli", "run", str(Path(args.config).resolve()), "--no-tui",
+               "--work-dir", str(work_dir), "--timestamp", timestamp]
+    if args.cfg_options:
+        command += ["--cfg-options", *args.cfg_options]
+    if args.resume is True:
+        command.append("--resume")
+    elif isinstance(args.resume, str):
+        command += ["--resume", str(Path(args.resume).resolve())]
+    if args.listen:
+        command += ["--listen", args.listen]
+    if args.trust_checkpoint:
+        command.append("--trust-checkpoint")
+    return command
+
+
+def _run_in_child(args: argparse.Namespace) -> int:
+    """Train in a process of its own session (it outlives this terminal) and show it from here."""
+    from cockpit.channel.auth import CONNECTION_FILE
+    from cockpit.channel.client import RunClient
+    from cockpit.views import PlainView
+
+    cfg = _load(args)  # a bad config is reported here, before anything starts
+    work_dir = Path(cfg.get("work_dir") or Path("work_dirs") / Path(args.config).stem).resolve()
+    timestamp = time.strftime("%Y%m%d_%H%M%S")
+    while (work_dir / timestamp).exists():
+        timestamp = f"{timestamp}_{os.getpid()}"
+    run_dir = work_dir / timestamp
+    run_dir.mkdir(parents=True)
+    console = run_dir / "console.log"
+    with open(console, "ab") as output:
+        child = subprocess.Popen(_child_command(args, work_dir, timestamp), stdin=subprocess.DEVNULL,
+                                 stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+                                 cwd=os.getcwd())
+    connection = run_dir / CONNECTION_FILE
+    while not connection.exists():
+        if child.poll() is not None:
+            sys.stderr.write(console.read_text()[-4000:])
+            return child.returncode
+        time.sleep(0.05)
+    if args.detach:
+        print(f"cockpit: started {run_dir.name} (pid {child.pid}) in the background\n"
+              f"  run folder: {run_dir}\n  watch it:   cockpit attach {run_dir}\n"
+              f"  steer it:   cockpit ctl {run_dir} save|val|pause|continue|stop\n"
+              f"  its output: {console}", flush=True)
+        return EXIT_OK
+    print(f"cockpit: run folder {run_dir} (training in pid {child.pid}; Ctrl-C stops it gracefully)", flush=True)
+    with RunClient.connect(run_dir) as client:
+        status = PlainView(client, on_interrupt="stop", alive=lambda: child.poll() is None).run()
+    if status == "detached":
+        return EXIT_OK
+    code = child.wait()
+    if code != 0:
+        sys.stderr.write(console.read_text()[-4000:])
+    return code
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    from cockpit.channel.client import RunClient
+    from cockpit.views import PlainView
+
+    with RunClient.connect(args.run) as client:
+        print(f"cockpit: attached to {client.info['experiment_name']} (pid {client.pid}); Ctrl-C detaches",
+              flush=True)
+        status = PlainView(client, on_interrupt="detach").run()
+    print(f"cockpit: the run is {status}", flush=True)
+    return EXIT_OK
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from cockpit.channel.client import find_runs
+
+    runs = find_runs(args.root)
+    if not runs:
+        print(f"no runs under {args.root}")
+        return EXIT_OK
+    rows = [("RUN", "STATUS", "EPOCH", "ITER", "LAST CHECKPOINT", "PID", "FOLDER")]
+    for run in runs:
+        epochs = f"{run.get('epoch', 0)}/{run.get('max_epochs') or '?'}"
+        iters = f"{run.get('iter', 0)}/{run.get('max_iters') or '?'}"
+        last = Path(run["last_checkpoint"]).name if run.get("last_checkpoint") else "-"
+        status = run.get("status", "?") + (" (live)" if run.get("live") else "")
+        rows.append((run.get("experiment_name", "?"), status, epochs, iters, last, str(run.get("pid", "")),
+                     run["run_dir"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return EXIT_OK
+
+
+def cmd_ctl(args: argparse.Namespace) -> int:
+    from cockpit.channel.client import RunClient
+
+    with RunClient.connect(args.run) as client:
+        if args.name == "help":
+            for command in client.commands():
+                usage = " ".join([command["name"], *command["args"]])
+                print(f"  {usage:<32} {command['description']}")
+            return EXIT_OK
+        outcome = client.command(args.name, *args.args, timeout=args.timeout)
+    if not outcome.get("done"):
+        print(f"cockpit: {args.name}: no outcome within {args.timeout:.0f} s (still queued)", file=sys.stderr)
+        return EXIT_TRAINING_ERROR
+    stream = sys.stdout if outcome["outcome"] == "applied" else sys.stderr
+    print(f"{args.name}: {outcome['outcome']}: {outcome['message']}", file=stream)
+    return EXIT_OK if outcome["outcome"] == "applied" else EXIT_TRAINING_ERROR
+
+
 def cmd_hooks(args: argparse.Namespace) -> int:
     from cockpit.runner import Runner
 
@@ -102,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     args = _parser().parse_args(argv)
-    handler = {"run": cmd_run, "hooks": cmd_hooks}[args.command]
+    handler = {"run": cmd_run, "attach": cmd_attach, "ls": cmd_ls, "ctl": cmd_ctl, "hooks": cmd_hooks}[args.command]
     try:
         return handler(args)
     except ConfigError as error:
@@ -110,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except CheckpointError as error:
         print(f"cockpit: checkpoint error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConnectionError_ as error:
+        print(f"cockpit: {error}", file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -62,13 +62,24 @@ class Command:
 
 
 @dataclass
-class _Request:
+class CommandRequest:
+    """One submitted command: its id, and once ``done`` is set, its outcome and message."""
+
     id: str
-    command: Command
+    name: str
     args: tuple[str, ...]
+    command: Command | None = None
     done: threading.Event = field(default_factory=threading.Event)
     outcome: str = ""
     message: str = ""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the command was applied, rejected or failed; False on timeout."""
+        return self.done.wait(timeout)
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "args": list(self.args), "done": self.done.is_set(),
+                "outcome": self.outcome, "message": self.message}
 
 
 class ControlQueue:
@@ -81,7 +92,8 @@ class ControlQueue:
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
         self.commands: dict[str, Command] = {}
-        self._queue: deque[_Request] = deque()
+        self._queue: deque[CommandRequest] = deque()
+        self.requests: dict[str, CommandRequest] = {}  # the recent ones, for outcome look-ups
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
@@ -96,25 +108,34 @@ class ControlQueue:
         self.commands[command.name] = command
         self.runner.message_hub.update_info("commands", [c.describe() for c in self.commands.values()])
 
-    def submit(self, name: str, args: Sequence[str] = (), source: str = "") -> _Request:
-        """Queue a command; returns its request (with ``id``) at once.
+    def submit(self, name: str, args: Sequence[str] = ()) -> CommandRequest:
+        """Queue a command and return its request at once (from any thread).
 
-        Raises:
-            CommandRejected: unknown name or bad arguments; nothing is queued.
+        An unknown name or bad arguments are rejected on the spot: the returned request is
+        already done, with ``outcome='rejected'`` and the reason, and nothing is queued.
         """
         hub = self.runner.message_hub
-        command = self.commands.get(name)
-        if command is None:
-            known = ", ".join(sorted(self.commands))
-            raise CommandRejected(f"unknown command {name!r}; this run understands: {known}")
         args = tuple(str(a) for a in args)
-        if command.check is not None:
-            command.check(args)
         with self._lock:
-            request = _Request(f"{os.getpid()}-{next(self._ids)}", command, args)
+            request = CommandRequest(f"{os.getpid()}-{next(self._ids)}", str(name), args)
+            self.requests[request.id] = request
+            while len(self.requests) > 1000:
+                self.requests.pop(next(iter(self.requests)))
+        command = self.commands.get(name)
+        try:
+            if command is None:
+                known = ", ".join(sorted(self.commands))
+                raise CommandRejected(f"unknown command {name!r}; this run understands: {known}")
+            if command.check is not None:
+                command.check(args)
+        except CommandRejected as reason:
+            self._finish(request, "rejected", str(reason))
+            return request
+        request.command = command
+        hub.publish(ev.CommandAccepted, request.id, request.name, args)
+        with self._lock:
             self._queue.append(request)
             self._wakeup.notify_all()
-        hub.publish(ev.CommandAccepted, request.id, name, args)
         return request
 
     def drain(self) -> None:
@@ -138,21 +159,23 @@ class ControlQueue:
                 request = self._queue.popleft()
             self._apply(request)
 
-    def _apply(self, request: _Request) -> None:
-        runner = self.runner
+    def _apply(self, request: CommandRequest) -> None:
         try:
-            message = request.command.handler(runner, *request.args) or "done"
-            request.outcome, request.message = "applied", message
+            message = request.command.handler(self.runner, *request.args) or "done"
+            self._finish(request, "applied", message)
         except CommandRejected as reason:
-            request.outcome, request.message = "rejected", str(reason)
+            self._finish(request, "rejected", str(reason))
         except Exception as error:  # noqa: BLE001 - a failed command must not end the run
-            request.outcome, request.message = "failed", f"{type(error).__name__}: {error}"
-            runner.logger.exception(f"command {request.command.name} failed")
-        level = runner.logger.info if request.outcome == "applied" else runner.logger.warning
-        shown = " ".join((request.command.name, *request.args))
-        level(f"command {shown!r} {request.outcome}: {request.message}")
-        runner.message_hub.publish(ev.CommandFinished, request.id, request.command.name,
-                                       request.outcome, request.message)
+            self.runner.logger.exception(f"command {request.name} failed")
+            self._finish(request, "failed", f"{type(error).__name__}: {error}")
+
+    def _finish(self, request: CommandRequest, outcome: str, message: str) -> None:
+        runner = self.runner
+        request.outcome, request.message = outcome, message
+        level = runner.logger.info if outcome == "applied" else runner.logger.warning
+        shown = " ".join((request.name, *request.args))
+        level(f"command {shown!r} {outcome}: {message}")
+        runner.message_hub.publish(ev.CommandFinished, request.id, request.name, outcome, message)
         request.done.set()
 
     def wake(self) -> None:

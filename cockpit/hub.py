@@ -298,6 +298,11 @@ class MessageHub:
     def status(self) -> str:
         return self._status
 
+    @property
+    def status_detail(self) -> str:
+        """Why the run failed or stopped (empty otherwise)."""
+        return self._status_detail
+
     # --- views --------------------------------------------------------------
     def snapshot(self, max_points: int | None = None) -> dict[str, Any]:
         """Everything a view needs to draw the run now, as plain data.

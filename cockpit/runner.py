@@ -125,6 +125,8 @@ class Runner:
         cfg: Mapping | None = None,
         log_to_console: bool = True,
         trust_checkpoints: bool = False,
+        serve: bool | str = False,
+        timestamp: str | None = None,
     ) -> None:
         self.cfg = copy.deepcopy(cfg) if isinstance(cfg, Config) else Config(cfg or {})
         self._builder = Builder(self.cfg.filename)
@@ -150,7 +152,8 @@ class Runner:
         self._setup_distributed()
 
         self._work_dir = Path(work_dir).resolve()
-        self._timestamp = self._unique_timestamp()
+        self._timestamp = timestamp or self._unique_timestamp()
+        self.serve = serve
         filename = self.cfg.filename
         if experiment_name is None:
             stem = Path(filename).stem if filename else None
@@ -409,7 +412,7 @@ class Runner:
 
     def _run(self, body: Any) -> Any:
         self._prepare_run_dir()
-        with self.message_hub.activated(), self._signal_handlers(), self._log_file():
+        with self.message_hub.activated(), self._signal_handlers(), self._log_file(), self._serving():
             self.message_hub.set_status("running")
             self.message_hub.update_info("pid", os.getpid())
             try:
@@ -665,6 +668,21 @@ class Runner:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.dump_config()
         self._run_dir_ready = True
+
+    @contextlib.contextmanager
+    def _serving(self) -> Iterator[None]:
+        """Serve the hub and the command queue to views while a loop runs (rank 0, if asked)."""
+        if not self.serve or not self.is_main_process:
+            yield
+            return
+        from cockpit.channel.server import ChannelServer
+
+        server = ChannelServer(self, listen=self.serve if isinstance(self.serve, str) else None).start()
+        self.logger.info(f"serving views: cockpit attach {self.log_dir}")
+        try:
+            yield
+        finally:
+            server.stop()
 
     @contextlib.contextmanager
     def _log_file(self) -> Iterator[None]:

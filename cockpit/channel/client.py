@@ -1,0 +1,223 @@
+"""``RunClient``: the one way views and scripts talk to a run, local or remote.
+
+    client = RunClient.connect("work_dirs/digits")    # the newest live run there
+    state = client.snapshot()                         # everything, now
+    for event in client.events(timeout=1.0): ...       # then every change, in order
+    outcome = client.command("save")                  # {'outcome': 'applied', ...}
+
+The client takes a snapshot and then follows the event stream, dropping
+events the snapshot already holds. When it sees a gap in the sequence
+numbers (its queue overflowed, or it joined late) it takes a new snapshot
+and yields it as a ``{"t": "Snapshot", "snapshot": ...}`` event.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from cockpit.channel.auth import (
+    CONNECTION_FILE,
+    BadMessage,
+    ConnectionError_,
+    Signer,
+    StaleConnectionError,
+    pid_alive,
+    read_connection_file,
+)
+from cockpit.channel.server import RUN_FILE
+
+
+def find_runs(root: str | Path = "work_dirs") -> list[dict[str, Any]]:
+    """Every run folder under ``root`` with its ``run.json`` record, newest first.
+
+    Each record gains ``live`` (its process is serving) and a ``status`` of ``died``
+    when the process is gone without having recorded an end.
+    """
+    root = Path(root)
+    records = []
+    for run_file in root.glob(f"**/{RUN_FILE}"):
+        try:
+            record = json.loads(run_file.read_text())
+        except (OSError, ValueError):
+            continue
+        record["run_dir"] = str(run_file.parent)
+        alive = pid_alive(int(record.get("pid", 0))) if record.get("pid") else False
+        record["live"] = alive and (run_file.parent / CONNECTION_FILE).exists()
+        if not alive and record.get("status") in ("running", "paused", "validating", "saving", "created"):
+            record["status"] = "died"
+        record["mtime"] = run_file.stat().st_mtime
+        records.append(record)
+    return sorted(records, key=lambda r: r.get("mtime", 0), reverse=True)
+
+
+def resolve_run(run: str | Path | None, root: str | Path = "work_dirs") -> Path:
+    """The connection file for ``run``: a run folder, a connection file, or a work dir (its newest live run)."""
+    if run is None:
+        run = root
+    path = Path(run)
+    if path.is_file():
+        return path
+    if (path / CONNECTION_FILE).exists():
+        return path / CONNECTION_FILE
+    if path.is_dir():
+        live = [r for r in find_runs(path) if r["live"]]
+        if live:
+            return Path(live[0]["run_dir"]) / CONNECTION_FILE
+        raise ConnectionError_(f"no live run under {path} (`cockpit ls {path}` lists its runs)")
+    raise ConnectionError_(f"{path} is neither a run folder, a connection file nor a folder of runs")
+
+
+class RunClient:
+    """A connection to one run.
+
+    Args:
+        info: the connection file's content.
+        timeout: seconds to wait for an answer before checking whether the run is alive.
+    """
+
+    def __init__(self, info: dict[str, Any], timeout: float = 5.0) -> None:
+        self.info = info
+        self.timeout = timeout
+        self.signer = Signer(info["key"])
+        self.context = zmq.Context()
+        self.sub = self.context.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sub.setsockopt(zmq.RCVHWM, 100_000)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.connect(info["events"])
+        self.dealer = self.context.socket(zmq.DEALER)
+        self.dealer.setsockopt(zmq.LINGER, 0)
+        self.dealer.connect(info["control"])
+        self.seq = 0
+        self.resyncs = 0
+        self._pending: list[dict[str, Any]] = []
+
+    @classmethod
+    def connect(cls, run: str | Path | None = None, root: str | Path = "work_dirs", timeout: float = 5.0) -> RunClient:
+        """Connect to a run folder, a connection file, or the newest live run under a folder.
+
+        Raises:
+            ConnectionError_: nothing to connect to, or a connection file others can read.
+            StaleConnectionError: the run's process is gone.
+        """
+        return cls(read_connection_file(resolve_run(run, root)), timeout=timeout)
+
+    @property
+    def pid(self) -> int:
+        return int(self.info["pid"])
+
+    # --- requests ------------------------------------------------------------------------
+    def request(self, kind: str, payload: dict[str, Any] | None = None, timeout: float | None = None) -> dict[str, Any]:
+        """Send one signed request and return the run's answer.
+
+        Raises:
+            StaleConnectionError: no answer and the run's process is gone.
+            ConnectionError_: no answer in time, or the run refused the request.
+        """
+        request_id = uuid.uuid4().hex
+        self.dealer.send_multipart(self.signer.pack(kind, {**(payload or {}), "request_id": request_id}))
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.dealer.poll(int(left * 1000)):
+                if not pid_alive(self.pid):
+                    raise StaleConnectionError(f"the run's process {self.pid} is gone")
+                raise ConnectionError_(f"no answer from the run (pid {self.pid}) to {kind!r} in time")
+            frames = self.dealer.recv_multipart()
+            if frames and frames[0] == b"":
+                try:
+                    reason = json.loads(frames[-1]).get("error", "refused")
+                except ValueError:
+                    reason = "refused"
+                raise ConnectionError_(f"the run refused the request: {reason}")
+            try:
+                answer_kind, answer = self.signer.unpack(frames)
+            except BadMessage as error:
+                raise ConnectionError_(f"bad answer from the run: {error}") from None
+            if answer.get("request_id") != request_id:
+                continue  # a late answer to an earlier request that timed out
+            if answer_kind == "error":
+                raise ConnectionError_(f"the run could not answer {kind!r}: {answer.get('error')}")
+            return answer
+
+    def snapshot(self, max_points: int | None = None) -> dict[str, Any]:
+        """The run's whole state now; events after it continue from its ``seq``."""
+        snapshot = self.request("snapshot", {"max_points": max_points})["snapshot"]
+        self.seq = snapshot["seq"]
+        return snapshot
+
+    def commands(self) -> list[dict[str, Any]]:
+        """The commands this run understands (built-ins and its hooks'), with descriptions."""
+        return self.request("commands")["commands"]
+
+    def ping(self) -> dict[str, Any]:
+        return self.request("ping")
+
+    def command(self, name: str, *args: str, wait: bool = True, timeout: float = 120.0) -> dict[str, Any]:
+        """Send a command; with ``wait``, return once it was applied, rejected or failed.
+
+        Returns:
+            ``{'id', 'name', 'args', 'done', 'outcome', 'message'}``; ``outcome`` is empty
+            when ``wait`` is False or the timeout passed first.
+        """
+        answer = self.request("command", {"name": name, "args": [str(a) for a in args]})
+        deadline = time.monotonic() + timeout
+        while wait and not answer.get("done") and time.monotonic() < deadline:
+            time.sleep(0.02)
+            answer = self.request("outcome", {"id": answer["id"]})
+        return answer
+
+    # --- events --------------------------------------------------------------------------
+    def poll_events(self, timeout: float = 0.0) -> list[dict[str, Any]]:
+        """The events that arrived, in order, waiting up to ``timeout`` for the first batch."""
+        out: list[dict[str, Any]] = []
+        waited = False
+        while True:
+            if not self.sub.poll(0 if waited else int(timeout * 1000)):
+                return out
+            waited = True
+            frames = self.sub.recv_multipart()
+            try:
+                kind, batch = self.signer.unpack(frames, check_replay=False)
+            except BadMessage:
+                continue
+            if kind != "events" or batch["last"] <= self.seq:
+                continue
+            if batch["first"] > self.seq + 1 and self.seq:
+                # A gap: events were lost (a full queue, a late join). Start again from a snapshot.
+                self.resyncs += 1
+                out.append({"t": "Snapshot", "seq": 0, "snapshot": self.snapshot()})
+                continue
+            for event in batch["events"]:
+                if event["seq"] > self.seq:
+                    out.append(event)
+            self.seq = batch["last"]
+
+    def events(self, timeout: float | None = None, poll: float = 0.1) -> Iterator[dict[str, Any]]:
+        """Yield events as they come; stop after ``timeout`` seconds without any (forever if None)."""
+        quiet_since = time.monotonic()
+        while True:
+            batch = self.poll_events(poll)
+            if batch:
+                quiet_since = time.monotonic()
+                yield from batch
+            elif timeout is not None and time.monotonic() - quiet_since > timeout:
+                return
+
+    def close(self) -> None:
+        self.sub.close()
+        self.dealer.close()
+        self.context.term()
+
+    def __enter__(self) -> RunClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
