@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
                                  description="Attach to a live run (default: the newest under ./work_dirs). "
                                              "Ctrl-C detaches; the run goes on.")
     attach.add_argument("run", nargs="?", help="a run folder, its connection file, or a folder of runs")
+    attach.add_argument("--plain", action="store_true", help="print progress lines instead of the cockpit")
 
     ls = commands.add_parser("ls", help="list live and finished runs", description="List runs under a folder.")
     ls.add_argument("root", nargs="?", default="work_dirs", help="where to look (default: ./work_dirs)")
@@ -171,10 +172,17 @@ def _run_in_child(args: argparse.Namespace) -> int:
               f"  steer it:   cockpit ctl {run_dir} save|val|pause|continue|stop\n"
               f"  its output: {console}", flush=True)
         return EXIT_OK
-    print(f"cockpit: run folder {run_dir} (training in pid {child.pid}; Ctrl-C stops it gracefully)", flush=True)
     with RunClient.connect(run_dir) as client:
-        status = PlainView(client, on_interrupt="stop", alive=lambda: child.poll() is None).run()
-    if status == "detached":
+        if sys.stdout.isatty():
+            from cockpit.widgets.tui import CockpitApp
+
+            status = CockpitApp(client).run()
+        else:
+            print(f"cockpit: run folder {run_dir} (training in pid {child.pid}; Ctrl-C stops it gracefully)",
+                  flush=True)
+            status = PlainView(client, on_interrupt="stop", alive=lambda: child.poll() is None).run()
+    if status in ("detach", "detached"):
+        print(f"cockpit: detached; the run goes on (pid {child.pid}). Attach again with: cockpit attach {run_dir}")
         return EXIT_OK
     code = child.wait()
     if code != 0:
@@ -187,6 +195,12 @@ def cmd_attach(args: argparse.Namespace) -> int:
     from cockpit.views import PlainView
 
     with RunClient.connect(args.run) as client:
+        if sys.stdout.isatty() and not args.plain:
+            from cockpit.widgets.tui import CockpitApp
+
+            how = CockpitApp(client).run()
+            print(f"cockpit: left the cockpit ({how or 'closed'})", flush=True)
+            return EXIT_OK
         print(f"cockpit: attached to {client.info['experiment_name']} (pid {client.pid}); Ctrl-C detaches",
               flush=True)
         status = PlainView(client, on_interrupt="detach").run()

@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -413,8 +414,9 @@ class Runner:
     def _run(self, body: Any) -> Any:
         self._prepare_run_dir()
         with self.message_hub.activated(), self._signal_handlers(), self._log_file(), self._serving():
-            self.message_hub.set_status("running")
             self.message_hub.update_info("pid", os.getpid())
+            self.message_hub.update_info("started", time.time())
+            self.message_hub.set_status("running")
             try:
                 self.load_or_resume()
                 self.started = True
@@ -422,8 +424,10 @@ class Runner:
                 result = body()
             except BaseException as error:
                 detail = f"{type(error).__name__}: {error}"
+                trace = "".join(traceback.format_exception(error))
+                self.message_hub.update_info("error_traceback", trace)
+                self.logger.error(f"run failed: {detail}\n{trace.rstrip()}")
                 self.message_hub.set_status("failed", detail)
-                self.logger.error(f"run failed: {detail}")
                 self._safe_after_run()
                 raise
             stopped = self._train_loop is not None and self._train_loop.stop_training

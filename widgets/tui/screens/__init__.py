@@ -1,0 +1,1 @@
+"""Modal screens of the terminal cockpit: help, quit, resume, learning rate, series."""
