@@ -9,6 +9,7 @@ commands back through the same source. The app never touches the model.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +46,7 @@ class CockpitApp(App[str]):
         source: a ``RunClient`` (or anything with ``snapshot``, ``poll_events`` and ``command``).
         frame_rate: redraws per second.
         live: follow the event stream (False: show the first snapshot only, for snapshot tests).
+        clock: returns the time now (snapshot tests pass a fixed one).
 
     The app's return value says how the user left: ``'detach'``, ``'stop'`` or ``'ended'``.
     """
@@ -66,8 +68,10 @@ class CockpitApp(App[str]):
         Binding("q", "quit_cockpit", "quit"),
     ]
 
-    def __init__(self, source: Any, frame_rate: float = 4.0, live: bool = True) -> None:
+    def __init__(self, source: Any, frame_rate: float = 4.0, live: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:
         super().__init__()
+        self.clock = clock
         self.source = source
         self.frame_rate = frame_rate
         self.live = live
@@ -154,7 +158,7 @@ class CockpitApp(App[str]):
         """Bring every pane up to date with the state (a few times a second)."""
         with self.lock:
             state = self.state
-            self.query_one(StatusLine).show(state)
+            self.query_one(StatusLine).show(state, now=self.clock())
             logs = state.take_new_logs()
             outcomes = state.outcomes[self._outcomes_shown:]
             self._outcomes_shown = len(state.outcomes)
