@@ -245,6 +245,9 @@ class Builder:
             sampler_type = self.resolve(sampler_cfg.pop("type", "DefaultSampler"), f"{key}.sampler")
             if "seed" in inspect.signature(sampler_type).parameters:
                 sampler_cfg.setdefault("seed", seed)
+            if key != "train_dataloader" and "round_up" in inspect.signature(sampler_type).parameters:
+                # Evaluation must see each sample once: no padding to equal shards across ranks.
+                sampler_cfg.setdefault("round_up", False)
             sampler = self.call(sampler_type, {"dataset": dataset, **sampler_cfg}, f"{key}.sampler")
         else:
             sampler = sampler_cfg

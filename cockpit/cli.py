@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="resume from CKPT, or from the newest checkpoint in the work dir when no path is given")
     run.add_argument("--no-tui", action="store_true", help="train in this process, printing plain progress lines")
     run.add_argument("--detach", action="store_true", help="start the run in the background and return at once")
+    run.add_argument("--nproc", type=int, default=1, metavar="N",
+                     help="train with N processes on this machine through torchrun (DDP; gloo on CPU, nccl on GPUs)")
     run.add_argument("--listen", metavar="HOST:PORT",
                      help="also serve views over TCP (the connection file's key is still required)")
     run.add_argument("--trust-checkpoint", action="store_true",
@@ -79,6 +81,8 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - returns a Config
     from cockpit.config import Config
 
     cfg = Config.fromfile(args.config, args.cfg_options or None)
+    if "LOCAL_RANK" in os.environ and cfg.get("launcher", "none") == "none":
+        cfg["launcher"] = "pytorch"  # started by torchrun
     if getattr(args, "work_dir", None):
         cfg["work_dir"] = args.work_dir
     resume = getattr(args, "resume", None)
@@ -91,9 +95,35 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - returns a Config
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc must be at least 1, got {args.nproc}", key="--nproc")
     if args.detach or (not args.no_tui and sys.stdout.isatty()):
         return _run_in_child(args)
+    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        return _run_torchrun(args)
     return _run_here(args)
+
+
+def _run_torchrun(args: argparse.Namespace) -> int:
+    """Start ``args.nproc`` processes through torchrun's launcher (``torch.distributed.run``) and wait."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun
+
+    cfg = _load(args)  # a bad config is reported once, here, not by every process
+    work_dir = Path(cfg.get("work_dir") or Path("work_dirs") / Path(args.config).stem).resolve()
+    timestamp = args.timestamp or time.strftime("%Y%m%d_%H%M%S")
+    worker_args = _child_command(args, work_dir, timestamp)[4:]  # after "python -m cockpit.cli run"
+    worker_args = worker_args[: worker_args.index("--nproc")] if "--nproc" in worker_args else worker_args
+    worker_args = [a for a in worker_args if a != "--no-tui"]
+    try:
+        torchrun(["--standalone", "--nproc-per-node", str(args.nproc), "--module", "cockpit.launch", *worker_args])
+    except ChildFailedError as error:
+        failures = ", ".join(f"rank {rank} exited with {failure.exitcode}" for rank, failure in error.failures.items())
+        print(f"cockpit: a training process failed ({failures}); the others were stopped. The newest complete "
+              f"checkpoint is named in {work_dir / 'last_checkpoint'}; continue with: cockpit run {args.config} "
+              f"--nproc {args.nproc} --resume", file=sys.stderr)
+        return EXIT_TRAINING_ERROR
+    return EXIT_OK
 
 
 def _run_here(args: argparse.Namespace) -> int:
@@ -102,7 +132,9 @@ def _run_here(args: argparse.Namespace) -> int:
     cfg = _load(args)
     runner = Runner.from_cfg(cfg, trust_checkpoints=args.trust_checkpoint, serve=args.listen or True,
                              timestamp=args.timestamp)
-    print(f"cockpit: run folder {runner.log_dir}", flush=True)
+    # In a distributed run, rank 0 speaks for all.
+    say = print if runner.is_main_process else (lambda *a, **k: None)
+    say(f"cockpit: run folder {runner.log_dir}", flush=True)
     try:
         runner.train()
     except (ConfigError, CheckpointError) as error:
@@ -119,10 +151,10 @@ def _run_here(args: argparse.Namespace) -> int:
         print(f"cockpit: training failed; the run folder is {runner.log_dir}", file=sys.stderr)
         return EXIT_TRAINING_ERROR
     if runner.stop_reason:
-        print(f"cockpit: stopped ({runner.stop_reason}) at epoch {runner.epoch}, iter {runner.iter}; "
-              f"resume with: cockpit run {args.config} --resume", flush=True)
+        say(f"cockpit: stopped ({runner.stop_reason}) at epoch {runner.epoch}, iter {runner.iter}; "
+            f"resume with: cockpit run {args.config} --resume", flush=True)
     else:
-        print(f"cockpit: finished; checkpoints in {runner.work_dir}", flush=True)
+        say(f"cockpit: finished; checkpoints in {runner.work_dir}", flush=True)
     return EXIT_OK
 
 
@@ -139,6 +171,8 @@ def _child_command(args: argparse.Namespace, work_dir: Path, timestamp: str) -> 
         command += ["--listen", args.listen]
     if args.trust_checkpoint:
         command.append("--trust-checkpoint")
+    if args.nproc > 1:
+        command += ["--nproc", str(args.nproc)]
     return command
 
 

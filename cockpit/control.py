@@ -147,6 +147,42 @@ class ControlQueue:
                     self._wakeup.wait(timeout=0.2)
             self._apply_pending()
 
+    # --- distributed runs: rank 0 takes the commands, every rank applies them ------------------
+    def pending_count(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def take_pending(self) -> list[CommandRequest]:
+        """Everything queued, removed from the queue (rank 0, before broadcasting it)."""
+        with self._lock:
+            taken = list(self._queue)
+            self._queue.clear()
+        return taken
+
+    def apply_requests(self, requests: list[CommandRequest]) -> None:
+        """Apply commands taken from this queue, reporting their outcomes (rank 0)."""
+        for request in requests:
+            self._apply(request)
+
+    def apply_mirrored(self, specs: list[tuple[str, str, tuple[str, ...]]]) -> None:
+        """Apply rank 0's commands on another rank, silently (rank 0 reports the outcomes)."""
+        for _, name, args in specs:
+            command = self.commands.get(name)
+            if command is None:
+                continue
+            try:
+                command.handler(self.runner, *args)
+            except CommandRejected:
+                pass
+            except Exception:  # noqa: BLE001 - rank 0 reports it; this rank goes on like rank 0
+                self.runner.logger.exception(f"command {name} failed on rank {self.runner.rank}")
+
+    def wait_for_commands(self, timeout: float) -> None:
+        """Block until a command is queued or ``timeout`` passes."""
+        with self._lock:
+            if not self._queue:
+                self._wakeup.wait(timeout=timeout)
+
     def _stopping(self) -> bool:
         loop = self.runner._train_loop
         return self.runner._stop_requested is not None or (loop is not None and loop.stop_training)

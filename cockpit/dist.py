@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+import os
+import subprocess
 from typing import Any
 
+import torch
 import torch.distributed as dist
 
 
@@ -35,3 +39,64 @@ def all_gather_objects(obj: Any) -> list[Any]:
     out: list[Any] = [None] * get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s ``obj`` on every rank."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def all_reduce_max(values: list[float]) -> list[float]:
+    """The element-wise maximum of ``values`` over all ranks (one small collective)."""
+    if not is_distributed():
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor.tolist()
+
+
+def all_reduce_mean_(tensor: torch.Tensor) -> torch.Tensor:
+    """Average ``tensor`` over all ranks, in place."""
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        tensor /= get_world_size()
+    return tensor
+
+
+def init_distributed(launcher: str, backend: str | None = None, timeout_minutes: float = 30) -> None:
+    """Join the process group that torchrun (``'pytorch'``) or SLURM (``'slurm'``) set up.
+
+    Backend ``nccl`` on GPUs, ``gloo`` on CPU, unless given.
+    """
+    if is_distributed():
+        return
+    if launcher == "slurm":
+        _slurm_environment()
+    for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        if name not in os.environ:
+            raise RuntimeError(
+                f"launcher={launcher!r} but ${name} is not set: start the run with torchrun "
+                "(`cockpit run cfg.py --nproc N`, or `torchrun --nproc-per-node N -m cockpit.launch cfg.py`) "
+                "or under srun for launcher='slurm'"
+            )
+    if backend is None:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=timeout_minutes))
+
+
+def _slurm_environment() -> None:
+    """Translate SLURM's variables into torch.distributed's (as MMEngine does)."""
+    os.environ.setdefault("RANK", os.environ["SLURM_PROCID"])
+    os.environ.setdefault("WORLD_SIZE", os.environ["SLURM_NTASKS"])
+    os.environ.setdefault("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
+    if "MASTER_ADDR" not in os.environ:
+        nodes = os.environ["SLURM_NODELIST"]
+        first = subprocess.getoutput(f"scontrol show hostname {nodes} | head -n1").strip()
+        os.environ["MASTER_ADDR"] = first
+    os.environ.setdefault("MASTER_PORT", "29500")

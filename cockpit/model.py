@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from cockpit.dist import all_reduce_mean_
+
 if TYPE_CHECKING:
     from cockpit.optim import OptimWrapper
 
@@ -107,6 +109,7 @@ class BaseModel(nn.Module):
         loss = sum(loss_terms) if len(loss_terms) > 1 else loss_terms[0]
         log_vars = {"loss": loss.detach()}
         log_vars.update((k, v.detach()) for k, v in values.items())
-        # One transfer for all logged values, instead of one .item() each.
-        flat = torch.stack([v.float() for v in log_vars.values()]).tolist()
+        # One transfer for all logged values, instead of one .item() each; in a distributed
+        # run they are averaged over the ranks, so every rank logs what the whole batch did.
+        flat = all_reduce_mean_(torch.stack([v.float() for v in log_vars.values()])).tolist()
         return loss, dict(zip(log_vars, flat, strict=True))

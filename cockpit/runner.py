@@ -31,7 +31,16 @@ from cockpit import checkpoint as ckpt
 from cockpit.build import Builder
 from cockpit.config import Config, ConfigDict
 from cockpit.control import ControlQueue
-from cockpit.dist import get_rank, get_world_size, is_main_process
+from cockpit.dist import (
+    all_reduce_max,
+    barrier,
+    broadcast_object,
+    get_rank,
+    get_world_size,
+    init_distributed,
+    is_distributed,
+    is_main_process,
+)
 from cockpit.errors import CheckpointError, ConfigError
 from cockpit.hooks.base import Hook
 from cockpit.hooks.dispatch import HookDispatcher
@@ -153,7 +162,8 @@ class Runner:
         self._setup_distributed()
 
         self._work_dir = Path(work_dir).resolve()
-        self._timestamp = timestamp or self._unique_timestamp()
+        # Every rank must agree on the run folder: rank 0's choice wins.
+        self._timestamp = broadcast_object(timestamp or (self._unique_timestamp() if is_main_process() else None))
         self.serve = serve
         filename = self.cfg.filename
         if experiment_name is None:
@@ -176,8 +186,14 @@ class Runner:
         self.logger = self._make_logger()
         self.trust_checkpoints = trust_checkpoints
 
-        model = self._builder.build_model(model)
-        self.model = model.to(self._device())
+        model = self._builder.build_model(model).to(self._device())
+        if is_distributed():
+            from cockpit.wrappers import CockpitDDP
+
+            device = self._device()
+            model = CockpitDDP(model, device_ids=[device.index] if device.type == "cuda" else None,
+                               **self.env_cfg.get("ddp_cfg", {}))
+        self.model = model
 
         self._train_dataloader = train_dataloader
         self._train_cfg = train_cfg
@@ -205,6 +221,11 @@ class Runner:
         self._stop_requested: str | None = None
         self._stop_saves = True
         self.stop_reason: str | None = None
+        # Distributed runs agree on commands every few iterations (about every 50 ms).
+        self._sync_countdown = 1
+        self._sync_clock = (time.perf_counter(), 0)
+        # Switchable only to measure its cost: without it, commands never reach a distributed run.
+        self.agreement = bool(self.env_cfg.get("command_agreement", True))
 
     @classmethod
     def from_cfg(cls, cfg: Mapping | str | os.PathLike, **overrides: Any) -> Runner:
@@ -419,6 +440,7 @@ class Runner:
             self.message_hub.set_status("running")
             try:
                 self.load_or_resume()
+                barrier()  # every rank starts from the same state
                 self.started = True
                 self.call_hook("before_run")
                 result = body()
@@ -447,8 +469,60 @@ class Runner:
 
     # --- steering -------------------------------------------------------------------
     def safe_point(self) -> None:
-        """Between iterations and epochs, in the training thread: apply commands, serve save and stop requests."""
+        """Between iterations and epochs, in the training thread: apply commands, serve save and stop requests.
+
+        In a distributed run every rank reaches the same safe points; rank 0 takes the
+        commands and all ranks apply them at the same one (see ``_agree``).
+        """
+        if is_distributed():
+            if self.agreement:
+                self._agree()
+            return
         self.control.drain()
+        self._serve_requests()
+
+    def _agree(self) -> None:
+        """Every few iterations, all ranks agree on what to do: rank 0's commands, any rank's stop or save.
+
+        One small all-reduce (plus a broadcast when there are commands) every ~50 ms of
+        training, whatever the iteration time: the interval comes from rank 0's iteration
+        time, which the all-reduce carries, so every rank counts down the same number.
+        """
+        self._sync_countdown -= 1
+        if self._sync_countdown > 0:
+            return
+        control, main = self.control, is_main_process()
+        while True:
+            started, iterations = self._sync_clock
+            now = time.perf_counter()
+            per_iter = (now - started) / iterations if main and iterations else 0.0
+            pending, stop, save, iter_time = all_reduce_max([
+                control.pending_count() if main else 0,
+                1 if self._stop_requested is not None else 0,
+                1 if self._save_requested is not None else 0,
+                per_iter,
+            ])
+            if pending:
+                requests = control.take_pending() if main else []
+                specs = broadcast_object([(r.id, r.name, r.args) for r in requests] if main else None)
+                if main:
+                    control.apply_requests(requests)
+                else:
+                    control.apply_mirrored(specs)
+            if save and self._save_requested is None:
+                self._save_requested = "another rank asked to save"
+            if stop and self._stop_requested is None:
+                self._stop_requested = "another rank received a stop signal"
+            self._serve_requests()
+            self._sync_countdown = max(1, min(1000, int(0.05 / iter_time))) if iter_time > 0 else 1
+            self._sync_clock = (time.perf_counter(), self._sync_countdown)
+            loop = self._train_loop
+            if not control.paused or (loop is not None and loop.stop_training):
+                return
+            if main:
+                control.wait_for_commands(0.2)  # paused: every rank waits here, in the collective
+
+    def _serve_requests(self) -> None:
         if self._save_requested is not None:
             reason, self._save_requested = self._save_requested, None
             self.save_now(reason)
@@ -529,9 +603,9 @@ class Runner:
         self._has_loaded = True
 
     def _auto_resume(self) -> None:
-        removed = ckpt.clean_temporaries(self.work_dir)
-        for path in removed:
-            self.logger.warning(f"removed {path.name}, left by an interrupted save")
+        if self.is_main_process:
+            for path in ckpt.clean_temporaries(self.work_dir):
+                self.logger.warning(f"removed {path.name}, left by an interrupted save")
         failures = []
         for candidate in ckpt.candidate_checkpoints(self.work_dir):
             try:
@@ -565,6 +639,10 @@ class Runner:
                 "time": time.time(),
                 "world_size": self.world_size,
                 "batch_size": getattr(self._train_dataloader, "batch_size", None),
+                # Samples of the current epoch consumed by all ranks together: lets a run resume
+                # with another number of processes at the same place in the data.
+                "samples_in_epoch": position["batch_in_epoch"] * self.world_size
+                * (getattr(self._train_dataloader, "batch_size", None) or 1),
                 **(meta or {}),
             },
             "state_dict": _unwrap_model(self.model).state_dict(),
@@ -641,7 +719,13 @@ class Runner:
             state = checkpoint.get("hooks", {}).get(name)
             if state is not None:
                 hook.load_state_dict(state)
-        loop.restore_position(int(meta["epoch"]), int(meta["iter"]), int(meta.get("batch_in_epoch", 0)))
+        batch_in_epoch = int(meta.get("batch_in_epoch", 0))
+        batch_size = getattr(self._train_dataloader, "batch_size", None) or 1
+        if meta.get("world_size", 1) != self.world_size and "samples_in_epoch" in meta:
+            batch_in_epoch = int(meta["samples_in_epoch"]) // (batch_size * self.world_size)
+            self.logger.warning(f"{filename} was written by {meta.get('world_size', 1)} processes and this run has "
+                                f"{self.world_size}: continuing at batch {batch_in_epoch} of the epoch")
+        loop.restore_position(int(meta["epoch"]), int(meta["iter"]), batch_in_epoch)
         self.optim_wrapper.initialize_count_status(loop.iter, loop.max_iters)
         if "rng" in checkpoint:
             ckpt.set_rng_state(checkpoint["rng"])
@@ -731,16 +815,9 @@ class Runner:
     def _setup_distributed(self) -> None:
         if self.launcher == "none":
             return
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            return
-        if self.launcher == "slurm":
-            os.environ.setdefault("RANK", os.environ.get("SLURM_PROCID", "0"))
-            os.environ.setdefault("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1"))
-            os.environ.setdefault("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
-        backend = self.env_cfg.get("dist_cfg", {}).get("backend") or ("nccl" if torch.cuda.is_available() else "gloo")
-        dist.init_process_group(backend=backend)
+        dist_cfg = dict(self.env_cfg.get("dist_cfg", {}))
+        init_distributed(self.launcher, backend=dist_cfg.get("backend"),
+                         timeout_minutes=float(dist_cfg.get("timeout_minutes", 30)))
 
     def __repr__(self) -> str:
         return f"Runner({self.experiment_name!r}, work_dir={str(self.work_dir)!r})"
