@@ -14,6 +14,7 @@ towards the maximum.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -342,9 +343,10 @@ class _EvalLoop:
         runner.call_hook(f"before_{stage}_epoch")
         runner.model.eval()
         source = self.dataloader if batches is None else batches
+        if num_batches is not None:
+            # Exactly num_batches, so a cycling source is not advanced past what is used.
+            source = itertools.islice(source, num_batches)
         for batch_idx, data_batch in enumerate(source):
-            if num_batches is not None and batch_idx >= num_batches:
-                break
             self.run_iter(batch_idx, data_batch)
         metrics = self.evaluator.evaluate()
         runner.call_hook(f"after_{stage}_epoch", metrics=metrics)

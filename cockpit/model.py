@@ -107,8 +107,9 @@ class BaseModel(nn.Module):
                 "name at least one entry like 'loss' or 'loss_cls'"
             )
         loss = sum(loss_terms) if len(loss_terms) > 1 else loss_terms[0]
+        # "loss" is always the total, even when the model also returns an entry named "loss".
         log_vars = {"loss": loss.detach()}
-        log_vars.update((k, v.detach()) for k, v in values.items())
+        log_vars.update((k, v.detach()) for k, v in values.items() if k != "loss")
         # One transfer for all logged values, instead of one .item() each; in a distributed
         # run they are averaged over the ranks, so every rank logs what the whole batch did.
         flat = all_reduce_mean_(torch.stack([v.float() for v in log_vars.values()])).tolist()

@@ -30,8 +30,12 @@ class ParamScheduler:
         convert_to_iter_based: with ``by_epoch=True``, step every iteration instead,
             with ``begin``, ``end`` and the length arguments scaled by the epoch length.
         epoch_length: iterations per epoch (needed to convert).
-        **kwargs: the torch scheduler's own arguments. ``T_max`` and ``total_iters``
-            default to ``end - begin``.
+        **kwargs: the torch scheduler's own arguments. ``T_max`` defaults to ``end - begin``
+            and ``total_iters`` to ``end - begin - 1`` (the last unit inside the window has the
+            final value), as in MMEngine.
+
+    Outside ``[begin, end)`` the scheduler leaves the learning rate alone: before ``begin``
+    it has not started, from ``end`` on the last value stays.
     """
 
     def __init__(self, scheduler_cls: type, optimizer: torch.optim.Optimizer, *, by_epoch: bool = True,
@@ -56,20 +60,31 @@ class ParamScheduler:
             by_epoch = False
         parameters = inspect.signature(scheduler_cls).parameters
         if not math.isinf(end):
-            for field in ("T_max", "total_iters"):
-                if field in parameters and field not in kwargs:
-                    kwargs[field] = int(end - begin)
+            if "T_max" in parameters and "T_max" not in kwargs:
+                kwargs["T_max"] = int(end - begin)
+            if "total_iters" in parameters and "total_iters" not in kwargs:
+                kwargs["total_iters"] = max(1, int(end - begin - 1))
         if "T_max" in parameters and "T_max" not in kwargs:
             raise ValueError(f"{scheduler_cls.__name__} needs T_max or a finite end")
         self.by_epoch = by_epoch
         self.begin = begin
         self.end = end
+        # A torch scheduler applies its first value when it is made; one that begins later
+        # must not touch the learning rate until then.
+        saved = [group["lr"] for group in optimizer.param_groups]
         self.scheduler = scheduler_cls(optimizer, **kwargs)
+        if begin > 0:
+            for group, lr in zip(optimizer.param_groups, saved, strict=True):
+                group["lr"] = lr
         self.count = 0
 
     def step(self) -> None:
-        """Advance one epoch or iteration; the torch scheduler moves only inside ``[begin, end)``."""
-        if self.begin <= self.count < self.end:
+        """Advance one epoch or iteration: set the value of the next unit if it is inside ``[begin, end)``."""
+        upcoming = self.count + 1
+        if upcoming == self.begin:
+            self.scheduler.last_epoch = -1
+            self.scheduler._initial_step()  # the scheduler's first value, now that it begins
+        elif self.begin < upcoming < self.end:
             self.scheduler.step()
         self.count += 1
 
