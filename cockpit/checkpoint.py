@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 import signal
 import tempfile
 import zipfile
@@ -136,7 +137,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", trusted:
 
 def check_cockpit_checkpoint(checkpoint: Any, path: str | os.PathLike) -> dict[str, Any]:
     """``checkpoint`` if it is a full Cockpit training checkpoint, else a clear error."""
-    if not isinstance(checkpoint, dict) or "meta" not in checkpoint or "state_dict" not in checkpoint:
+    required = ("meta", "state_dict", "message_hub")
+    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required):
         keys = sorted(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise CheckpointError(
             f"{path} is not a Cockpit training checkpoint (found {keys}); it cannot be resumed from. "
@@ -170,17 +172,37 @@ def read_pointer(work_dir: str | os.PathLike) -> Path | None:
     return Path(text) if text else None
 
 
+_PUBLISHED = re.compile(r"-[0-9a-f]{8}\.pth$")
+
+
+def is_resumable_name(path: Path) -> bool:
+    """Not a temporary file, a best-so-far copy (no optimizer state) or a published slim copy."""
+    return not (is_temporary(path) or path.name.startswith("best_") or _PUBLISHED.search(path.name))
+
+
 def candidate_checkpoints(work_dir: str | os.PathLike) -> Iterator[Path]:
-    """Checkpoints to try for an auto-resume, best first: the pointer's, then newest by mtime."""
+    """Checkpoints to try for an auto-resume, best first.
+
+    The one ``last_checkpoint`` names, then the other full checkpoints, newest first, in
+    ``work_dir`` and in the folder the pointer names (``CheckpointHook(out_dir=...)``).
+    """
     work_dir = Path(work_dir)
     seen = set()
     named = read_pointer(work_dir)
-    if named is not None and named.is_file():
-        seen.add(named.resolve())
-        yield named
-    if work_dir.is_dir():
-        files = [p for p in work_dir.rglob("*.pth") if not is_temporary(p) and p.resolve() not in seen]
-        yield from sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
+    folders = [work_dir]
+    if named is not None:
+        if named.parent.resolve() != work_dir.resolve():
+            folders.append(named.parent)
+        if named.is_file():
+            seen.add(named.resolve())
+            yield named
+    files = {}
+    for folder in folders:
+        if folder.is_dir():
+            for path in folder.rglob("*.pth"):
+                if is_resumable_name(path) and path.resolve() not in seen:
+                    files[path.resolve()] = path
+    yield from sorted(files.values(), key=lambda p: p.stat().st_mtime, reverse=True)
 
 
 # --- random states ---------------------------------------------------------------

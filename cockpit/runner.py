@@ -215,6 +215,7 @@ class Runner:
         self.control = ControlQueue(self)
         self.register_hooks(default_hooks, custom_hooks)
         self._run_dir_ready = False
+        self._in_training = False
         self.started = False
         # Requests served at the next safe point (set from signal handlers or other threads).
         self._save_requested: str | None = None
@@ -418,7 +419,16 @@ class Runner:
         loop = self.train_loop
         if self.val_loop is not None:
             self.val_loop  # noqa: B018 - built now, so config errors surface before training
-        return self._run(loop.run)
+        self._in_training = True
+        try:
+            return self._run(loop.run)
+        finally:
+            self._in_training = False
+
+    @property
+    def in_training(self) -> bool:
+        """True inside ``train()`` (validation may also run alone, through ``val()``)."""
+        return self._in_training
 
     def val(self) -> dict[str, Any]:
         """Run the validation loop once; returns the metrics."""
@@ -608,6 +618,8 @@ class Runner:
                 self.logger.warning(f"removed {path.name}, left by an interrupted save")
         failures = []
         for candidate in ckpt.candidate_checkpoints(self.work_dir):
+            if self.is_main_process:
+                ckpt.clean_temporaries(candidate.parent)
             try:
                 self.resume(candidate)
             except CheckpointError as error:
@@ -702,7 +714,11 @@ class Runner:
             checkpoint = ckpt.check_cockpit_checkpoint(self._read(filename), filename)
         meta = checkpoint["meta"]
         loop = self.train_loop
-        _unwrap_model(self.model).load_state_dict(checkpoint["state_dict"])
+        try:
+            _unwrap_model(self.model).load_state_dict(checkpoint["state_dict"])
+        except RuntimeError as error:
+            raise CheckpointError(f"{filename} does not fit this model: {str(error).splitlines()[0]} "
+                                  "(was it saved by another config?)") from None
         if resume_optimizer and "optimizer" in checkpoint and self.optim_wrapper is not None:
             self.optim_wrapper.load_state_dict(checkpoint["optimizer"])
         elif resume_optimizer and self.optim_wrapper is not None:

@@ -193,7 +193,8 @@ class CheckpointHook(Hook):
             runner.logger.warning("Since `metrics` is an empty dict, the best checkpoint is not updated "
                                   "in this evaluation.")
             return
-        if self.save_best and runner.train_loop is not None:
+        # Best checkpoints belong to training; runner.val() alone saves nothing.
+        if self.save_best and runner.in_training and self.out_dir is not None:
             self._save_best_checkpoint(runner, metrics)
 
     def after_train(self, runner: Runner) -> None:
@@ -233,7 +234,10 @@ class CheckpointHook(Hook):
             self._rotate(runner)
 
     def save_now(self, runner: Runner) -> Path:
-        """Save the current position at once (a signal, a command): ``iter_<N>.pth``, never rotated."""
+        """Save the current position at once (a signal, a command): ``iter_<N>.pth``.
+
+        Not rotated, unless an iteration-based hook's periodic save writes the same name.
+        """
         position = runner.train_loop.position()
         name = f"iter_{position['iter']}.pth"
         if self.out_dir is None:
@@ -313,7 +317,7 @@ class CheckpointHook(Hook):
                                f"is saved to {name}.")
         # The periodic checkpoint written before this validation holds the old best in its hub
         # state; save it again so a resume knows the new best (and will not delete it).
-        if updated and self.last_ckpt is not None and runner.train_loop is not None:
+        if updated and self.last_ckpt is not None:
             if mid_epoch:
                 self.save_now(runner)
             else:
