@@ -140,6 +140,8 @@ class ControlQueue:
 
     def drain(self) -> None:
         """Apply every queued command; then, while paused, wait for more (training thread only)."""
+        if not self._queue and not self.paused:
+            return  # the common case, every iteration: no lock taken
         self._apply_pending()
         while self.paused and not self._stopping():
             with self._lock:

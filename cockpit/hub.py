@@ -235,6 +235,24 @@ class MessageHub:
             self._stage = stage
             self._emit(ev.StageEntered, stage)
 
+    def note_stage(self, stage: str) -> None:
+        """Remember the current stage without an event (nobody is listening)."""
+        self._stage = stage
+
+    @property
+    def has_subscribers(self) -> bool:
+        return bool(self._subscribers)
+
+    def hook_counter(self, stage: str, hook: str) -> list[float]:
+        """The ``[calls, seconds]`` counter of one hook at one stage, for the dispatcher to add to."""
+        with self._lock:
+            return self._hook_stats.setdefault((stage, hook), [0, 0.0])
+
+    def publish_hook_call(self, stage: str, hook: str, seconds: float) -> None:
+        """The trace event of one hook call (its counter was already updated)."""
+        with self._lock:
+            self._emit(ev.HookCalled, stage, hook, seconds)
+
     @property
     def stage(self) -> str:
         """The hook stage that started last."""
@@ -251,9 +269,9 @@ class MessageHub:
             self._emit(ev.HookCalled, stage, hook, seconds)
 
     def hook_timings(self) -> dict[tuple[str, str], tuple[int, float]]:
-        """``(stage, hook) -> (calls, total seconds)``."""
+        """``(stage, hook) -> (calls, total seconds)`` for hooks that were called."""
         with self._lock:
-            return {key: (int(c), t) for key, (c, t) in self._hook_stats.items()}
+            return {key: (int(c), t) for key, (c, t) in self._hook_stats.items() if c}
 
     # --- logs, checkpoints, markers, status ----------------------------------
     def log(self, level: str, message: str, when: float | None = None) -> None:
@@ -339,7 +357,7 @@ class MessageHub:
                 "info": {k: _plain(v) for k, v in self._info.items()},
                 "scalars": scalars,
                 "hooks": self._hooks_table,
-                "hook_timings": {f"{s}/{h}": (int(c), t) for (s, h), (c, t) in self._hook_stats.items()},
+                "hook_timings": {f"{s}/{h}": (int(c), t) for (s, h), (c, t) in self._hook_stats.items() if c},
                 "stage": self._stage,
                 "logs": list(self._logs),
                 "checkpoints": list(self._checkpoints),

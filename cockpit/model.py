@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from cockpit.dist import all_reduce_mean_
+from cockpit.dist import all_reduce_mean_, is_distributed
 
 if TYPE_CHECKING:
     from cockpit.optim import OptimWrapper
@@ -43,11 +43,16 @@ class BaseModel(nn.Module):
 
     def data_preprocessor(self, data: Any, training: bool = False) -> Any:
         """Prepare a batch for ``forward``: by default, move it to the model's device."""
-        try:
-            device = next(self.parameters()).device
-        except StopIteration:
-            return data
+        device = self.__dict__.get("_cockpit_device")
+        if device is None:
+            device = next(self.parameters()).device if any(True for _ in self.parameters()) else torch.device("cpu")
+            self.__dict__["_cockpit_device"] = device
         return move_to(data, device) if device.type != "cpu" else data
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        # .to(), .cuda(), .half()... may move the parameters: forget the cached device.
+        self.__dict__.pop("_cockpit_device", None)
+        return super()._apply(fn, *args, **kwargs)
 
     def train_step(self, data: Any, optim_wrapper: OptimWrapper) -> dict[str, float]:
         """Forward in ``'loss'`` mode, sum the losses, update the parameters.
@@ -60,7 +65,7 @@ class BaseModel(nn.Module):
             data = self.data_preprocessor(data, True)
             losses = self.run_forward(data, mode="loss")
         loss, log_vars = self.parse_losses(losses)
-        optim_wrapper.update_params(loss)
+        optim_wrapper.update_params(loss, loss_value=log_vars["loss"])
         return log_vars
 
     @torch.no_grad()
@@ -95,7 +100,7 @@ class BaseModel(nn.Module):
         values: dict[str, torch.Tensor] = {}
         for key, value in losses.items():
             if isinstance(value, torch.Tensor):
-                values[key] = value.mean()
+                values[key] = value if value.ndim == 0 else value.mean()
             elif isinstance(value, Sequence) and all(isinstance(v, torch.Tensor) for v in value):
                 values[key] = sum(v.mean() for v in value)
             else:
@@ -112,5 +117,7 @@ class BaseModel(nn.Module):
         log_vars.update((k, v.detach()) for k, v in values.items() if k != "loss")
         # One transfer for all logged values, instead of one .item() each; in a distributed
         # run they are averaged over the ranks, so every rank logs what the whole batch did.
+        if len(log_vars) == 1 and not is_distributed():
+            return loss, {"loss": loss.detach().item()}
         flat = all_reduce_mean_(torch.stack([v.float() for v in log_vars.values()])).tolist()
         return loss, dict(zip(log_vars, flat, strict=True))

@@ -9,6 +9,7 @@ by its real size, so every sample weighs the same (MMEngine's semantics).
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -72,13 +73,18 @@ class OptimWrapper:
         self.count = count
         self.max_counts = max_counts
 
-    def update_params(self, loss: torch.Tensor) -> None:
+    def update_params(self, loss: torch.Tensor, loss_value: float | None = None) -> None:
         """Backward ``loss`` and step when an accumulation window is complete.
+
+        Args:
+            loss: the loss to minimise.
+            loss_value: its value as a float, when the caller already has it (saves a sync).
 
         Raises:
             NonFiniteLossError: the loss is NaN or infinite and ``on_nonfinite='stop'``.
         """
-        if not bool(torch.isfinite(loss.detach()).all()):
+        finite = math.isfinite(loss_value) if loss_value is not None else bool(torch.isfinite(loss.detach()).all())
+        if not finite:
             if self.on_nonfinite == "stop":
                 raise NonFiniteLossError(
                     f"the loss is {float(loss.detach().float().mean())} at update {self.count + 1}; training stopped "
@@ -130,15 +136,12 @@ class OptimWrapper:
             options = {k: v for k, v in self.clip_grad.items() if k != "type"}
             self.last_grad_norm = float(nn.utils.clip_grad_norm_(params, **options))
 
-    @contextlib.contextmanager
-    def optim_context(self, model: nn.Module) -> Iterator[None]:
+    def optim_context(self, model: nn.Module) -> contextlib.AbstractContextManager:
         """The context of a forward pass: skips DDP's gradient sync inside an accumulation window."""
         no_sync = getattr(model, "no_sync", None)
         if no_sync is not None and self.accumulative_counts > 1 and not self._next_updates():
-            with no_sync():
-                yield
-        else:
-            yield
+            return no_sync()
+        return contextlib.nullcontext()
 
     def _next_updates(self) -> bool:
         return (self.count + 1) % self.accumulative_counts == 0 or self.count + 1 == self.max_counts

@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -45,6 +46,7 @@ from cockpit.errors import CheckpointError, ConfigError
 from cockpit.hooks.base import Hook
 from cockpit.hooks.dispatch import HookDispatcher
 from cockpit.hub import MessageHub
+from cockpit.loops import EpochBasedTrainLoop
 
 __version__ = "0.1.0"
 
@@ -300,8 +302,6 @@ class Runner:
 
     @property
     def is_epoch_based(self) -> bool:
-        from cockpit.loops import EpochBasedTrainLoop
-
         return isinstance(self._train_loop, EpochBasedTrainLoop)
 
     @property
@@ -807,9 +807,18 @@ class Runner:
             handler.close()
 
     def dump_config(self) -> None:
-        """Write the resolved config into the run's folder."""
-        name = Path(self.cfg.filename).name if self.cfg.filename else f"{self._timestamp}.py"
-        self.cfg.dump(self.log_dir / name)
+        """Write the config into the run's folder: a verbatim copy and the resolved one.
+
+        ``<name>.py`` is the file as written; ``<name>.resolved.py`` has the bases merged and
+        the overrides applied. Classes defined in the config are written as ``<name>.Class``,
+        which the verbatim copy beside it provides, so the resolved file runs again as is.
+        """
+        if self.cfg.filename and Path(self.cfg.filename).is_file():
+            source = Path(self.cfg.filename)
+            shutil.copyfile(source, self.log_dir / source.name)
+            self.cfg.dump(self.log_dir / f"{source.stem}.resolved.py")
+        else:
+            self.cfg.dump(self.log_dir / f"{self._timestamp}.py")
 
     def _make_logger(self) -> logging.Logger:
         # One logger per runner (two runs in one notebook must not share handlers).

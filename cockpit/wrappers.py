@@ -21,7 +21,7 @@ class CockpitDDP(DistributedDataParallel):
             data = self.module.data_preprocessor(data, True)
             losses = self.run_forward(data, mode="loss")
         loss, log_vars = self.module.parse_losses(losses)
-        optim_wrapper.update_params(loss)
+        optim_wrapper.update_params(loss, loss_value=log_vars["loss"])
         return log_vars
 
     def val_step(self, data: Any) -> Any:

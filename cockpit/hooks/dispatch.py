@@ -61,7 +61,7 @@ class HookDispatcher:
         table = {}
         for stage in STAGES:
             table[stage] = tuple(
-                (name, getattr(hook, stage))
+                (name, getattr(hook, stage), self.hub.hook_counter(stage, name))
                 for name, hook in zip(self.names, self.hooks, strict=True)
                 if stage in hook.get_triggered_stages()
             )
@@ -69,13 +69,26 @@ class HookDispatcher:
         self.hub.set_hooks_table(self.table())
 
     def call(self, runner: Any, stage: str, **kwargs: Any) -> None:
-        """Run every hook that overrides ``stage``, in order, timing each."""
+        """Run every hook that overrides ``stage``, in order, timing each.
+
+        This is on every iteration's path: the timings go straight into the hub's
+        per-hook counters (the training thread is their only writer), and the trace
+        events are built only when a view listens.
+        """
         hub = self.hub
-        hub.enter_stage(stage)
-        for name, method in self._table[stage]:
+        listening = hub.has_subscribers
+        if listening:
+            hub.enter_stage(stage)
+        else:
+            hub.note_stage(stage)
+        for name, method, stats in self._table[stage]:
             start = perf_counter()
             method(runner, **kwargs)
-            hub.record_hook_call(stage, name, perf_counter() - start)
+            seconds = perf_counter() - start
+            stats[0] += 1
+            stats[1] += seconds
+            if listening:
+                hub.publish_hook_call(stage, name, seconds)
 
     def call_all(self, runner: Any, stage: str, **kwargs: Any) -> list[tuple[str, BaseException]]:
         """Like ``call``, but a hook that raises does not stop the next ones (for cleanup).
@@ -86,7 +99,7 @@ class HookDispatcher:
         errors = []
         hub = self.hub
         hub.enter_stage(stage)
-        for name, method in self._table[stage]:
+        for name, method, _ in self._table[stage]:
             start = perf_counter()
             try:
                 method(runner, **kwargs)

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 class IterTimerHook(Hook):
     """Records ``{mode}/time`` (whole iteration) and ``{mode}/data_time`` (waiting for the batch).
 
-    After each train iteration it updates the info ``eta`` (seconds left, from the
-    mean iteration time since the run or resume started) and ``iters_per_sec``.
+    It also keeps the info ``eta`` (seconds left, from the mean iteration time since
+    the run or resume started) and ``iters_per_sec`` current, at most four times a second.
     """
 
     priority = Priority.NORMAL
@@ -26,6 +26,7 @@ class IterTimerHook(Hook):
         self._started_iter = 0
         self._time_sum = 0.0
         self._count = 0
+        self._info_at = -1.0
 
     def _start(self, runner: Runner) -> None:
         self._last = time.perf_counter()
@@ -73,6 +74,11 @@ class IterTimerHook(Hook):
                          outputs: dict | None = None) -> None:
         self._time_sum += self._after_iter(runner, "train")
         self._count += 1
+        now = self._last
+        last_iter = runner.iter + 1 >= runner.max_iters
+        if now - self._info_at < 0.25 and not last_iter:
+            return  # views redraw a few times a second; the per-iteration times are scalars
+        self._info_at = now
         mean = self._time_sum / self._count
         hub = runner.message_hub
         hub.update_info("eta", mean * max(0, runner.max_iters - runner.iter - 1))
