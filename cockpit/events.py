@@ -10,7 +10,7 @@ Where each fires:
 ``ScalarUpdated``  ``MessageHub.update_scalar``: a loss, lr, metric, timing...
 ``InfoUpdated``    ``MessageHub.update_info``: epoch, iter, max_iters, eta...
 ``StageEntered``   the dispatcher, as each hook stage starts
-``HookCalled``     the dispatcher, after each hook call, with its duration
+``StageTimed``     the dispatcher, after a stage ran: each hook it called, with its duration
 ``HooksChanged``   ``Runner.register_hook``: the hook table changed
 ``LogRecorded``    the run's logger, for every log record
 ``CheckpointSaved`` ``Runner.save_checkpoint``, once the file is complete
@@ -59,12 +59,14 @@ class StageEntered(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class HookCalled(Event):
-    """One hook finished one stage, taking ``seconds``."""
+class StageTimed(Event):
+    """A stage ran: ``calls`` holds ``(hook, seconds)`` for each hook it called, in order.
+
+    One event per stage, not one per hook call: the trace of a busy run stays cheap.
+    """
 
     stage: str
-    hook: str
-    seconds: float
+    calls: tuple[tuple[str, float], ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -248,25 +248,24 @@ class MessageHub:
         with self._lock:
             return self._hook_stats.setdefault((stage, hook), [0, 0.0])
 
-    def publish_hook_call(self, stage: str, hook: str, seconds: float) -> None:
-        """The trace event of one hook call (its counter was already updated)."""
+    def publish_stage(self, stage: str, calls: tuple[tuple[str, float], ...]) -> None:
+        """The trace event of one run of a stage (its counters were already updated)."""
         with self._lock:
-            self._emit(ev.HookCalled, stage, hook, seconds)
+            self._emit(ev.StageTimed, stage, calls)
 
     @property
     def stage(self) -> str:
         """The hook stage that started last."""
         return self._stage
 
-    def record_hook_call(self, stage: str, hook: str, seconds: float) -> None:
-        """Count one call of ``hook`` at ``stage`` that took ``seconds``."""
+    def record_stage(self, stage: str, calls: list[tuple[str, float]]) -> None:
+        """Count the hook calls of one run of ``stage`` and publish them as one event."""
         with self._lock:
-            stats = self._hook_stats.get((stage, hook))
-            if stats is None:
-                stats = self._hook_stats[(stage, hook)] = [0, 0.0]
-            stats[0] += 1
-            stats[1] += seconds
-            self._emit(ev.HookCalled, stage, hook, seconds)
+            for hook, seconds in calls:
+                stats = self._hook_stats.setdefault((stage, hook), [0, 0.0])
+                stats[0] += 1
+                stats[1] += seconds
+            self._emit(ev.StageTimed, stage, tuple(calls))
 
     def hook_timings(self) -> dict[tuple[str, str], tuple[int, float]]:
         """``(stage, hook) -> (calls, total seconds)`` for hooks that were called."""

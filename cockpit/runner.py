@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import logging
 import os
 import random
@@ -444,13 +445,18 @@ class Runner:
 
     def _run(self, body: Any) -> Any:
         self._prepare_run_dir()
-        with self.message_hub.activated(), self._signal_handlers(), self._log_file(), self._serving():
+        with self.message_hub.activated(), self._signal_handlers(), self._log_file(), self._serving(), \
+                _frozen_gc():
             self.message_hub.update_info("pid", os.getpid())
             self.message_hub.update_info("started", time.time())
             self.message_hub.set_status("running")
             try:
                 self.load_or_resume()
                 barrier()  # every rank starts from the same state
+                # The model, data and torch's own objects live as long as the run: moving them out
+                # of the collector's sight keeps full collections from walking them again and again.
+                gc.collect()
+                gc.freeze()
                 self.started = True
                 self.call_hook("before_run")
                 result = body()
@@ -846,6 +852,15 @@ class Runner:
 
     def __repr__(self) -> str:
         return f"Runner({self.experiment_name!r}, work_dir={str(self.work_dir)!r})"
+
+
+@contextlib.contextmanager
+def _frozen_gc() -> Iterator[None]:
+    """Give the objects frozen during a run back to the collector when it ends."""
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _unwrap_model(model: torch.nn.Module) -> torch.nn.Module:

@@ -91,7 +91,6 @@ class RunState:
         self.hooks: list[tuple[str, list[tuple[str, int, str]]]] = []
         self.hook_stats: dict[tuple[str, str], list[float]] = {}
         self.stage = ""
-        self.stage_hook = ""
         self.logs: deque[tuple[float, str, str]] = deque(maxlen=max_logs)
         self.new_logs: list[tuple[float, str, str]] = []
         self.checkpoints: list[dict[str, Any]] = []
@@ -147,12 +146,12 @@ class RunState:
                 if key == "commands":
                     self.commands = list(value)
         elif kind == "StageEntered":
-            self.stage, self.stage_hook = event["stage"], ""
-        elif kind == "HookCalled":
-            stats = self.hook_stats.setdefault((event["stage"], event["hook"]), [0, 0.0])
-            stats[0] += 1
-            stats[1] += event["seconds"]
-            self.stage_hook = event["hook"]
+            self.stage = event["stage"]
+        elif kind == "StageTimed":
+            for hook, seconds in event["calls"]:
+                stats = self.hook_stats.setdefault((event["stage"], hook), [0, 0.0])
+                stats[0] += 1
+                stats[1] += seconds
         elif kind == "HooksChanged":
             self.hooks = [(stage, [tuple(e) for e in entries]) for stage, entries in event["table"]]
         elif kind == "LogRecorded":

@@ -621,10 +621,10 @@ def test_each_hook_call_is_timed_and_reported(make_runner):
     # Stages no hook overrides are entered too (views show where the run is).
     assert stages.count("before_val_iter") == EPOCHS * VAL_BATCHES
 
-    called = [e for e in events if isinstance(e, ev.HookCalled)]
-    assert sum(1 for e in called if (e.stage, e.hook) == ("after_train_iter", "RuntimeInfoHook")) == MAX_ITERS
+    called = [(e.stage, hook, seconds) for e in events if isinstance(e, ev.StageTimed) for hook, seconds in e.calls]
+    assert sum(1 for stage, hook, _ in called if (stage, hook) == ("after_train_iter", "RuntimeInfoHook")) == MAX_ITERS
     assert len(called) == sum(count for count, _ in timings.values())
-    # Every HookCalled follows its own StageEntered, in the stage's hook order. Stages
+    # Every StageTimed closes its own StageEntered and lists the stage's hooks in order. Stages
     # may nest (CheckpointHook's after_train_epoch saves: before_save_checkpoint).
     table = dict(hub.hooks_table)
     done: dict[str, list[str]] = {}
@@ -640,10 +640,10 @@ def test_each_hook_call_is_timed_and_reported(make_runner):
             if event.stage in done:
                 check(event.stage)
             done[event.stage] = []
-        elif isinstance(event, ev.HookCalled):
+        elif isinstance(event, ev.StageTimed):
             assert event.stage in done, event
-            assert event.seconds >= 0
-            done[event.stage].append(event.hook)
+            assert all(seconds >= 0 for _, seconds in event.calls)
+            done[event.stage].extend(hook for hook, _ in event.calls)
     for stage in list(done):
         check(stage)
     assert checked == len(stages)

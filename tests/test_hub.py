@@ -257,7 +257,7 @@ def test_every_change_is_one_event_with_consecutive_seq():
         hub.pop_info("epoch")
         hub.set_hooks_table((("before_run", (("NORMAL", 50, "MyHook"),)),))
         hub.enter_stage("before_run")
-        hub.record_hook_call("before_run", "MyHook", 0.25)
+        hub.record_stage("before_run", [("MyHook", 0.25)])
         hub.log("INFO", "hello", when=123.0)
         hub.record_checkpoint("/tmp/epoch_1.pth", 1, 8)
         hub.add_marker("resume", 8, "epoch_1.pth")
@@ -266,13 +266,13 @@ def test_every_change_is_one_event_with_consecutive_seq():
     assert [e.seq for e in events] == list(range(2, 12))
     assert hub.seq == 11
     assert [type(e) for e in events] == [
-        ev.ScalarUpdated, ev.InfoUpdated, ev.InfoUpdated, ev.HooksChanged, ev.StageEntered, ev.HookCalled,
+        ev.ScalarUpdated, ev.InfoUpdated, ev.InfoUpdated, ev.HooksChanged, ev.StageEntered, ev.StageTimed,
         ev.LogRecorded, ev.CheckpointSaved, ev.InfoUpdated, ev.StatusChanged]
     assert events[0] == ev.ScalarUpdated(2, "loss", 0.5, 1)
     assert events[1] == ev.InfoUpdated(3, "epoch", 2)
     assert events[2] == ev.InfoUpdated(4, "epoch", None)  # removed
     assert events[4] == ev.StageEntered(6, "before_run")
-    assert events[5] == ev.HookCalled(7, "before_run", "MyHook", 0.25)
+    assert events[5] == ev.StageTimed(7, "before_run", (("MyHook", 0.25),))
     assert events[6] == ev.LogRecorded(8, "INFO", "hello", 123.0)
     assert events[7] == ev.CheckpointSaved(9, "/tmp/epoch_1.pth", 1, 8)
     assert events[9] == ev.StatusChanged(11, "running", "")
@@ -345,7 +345,7 @@ def test_snapshot_content_and_seq():
     hub.update_info("meta", {"classes": ("a", "b"), 1: np.float64(2.0)})
     hub.set_hooks_table((("before_run", (("NORMAL", 50, "H"),)),))
     hub.enter_stage("before_run")
-    hub.record_hook_call("before_run", "H", 0.5)
+    hub.record_stage("before_run", [("H", 0.5)])
     hub.log("WARNING", "careful", when=1.0)
     hub.record_checkpoint("/tmp/run/epoch_1.pth", 1, 4)
     hub.set_status("paused", "by user")

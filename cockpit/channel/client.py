@@ -169,14 +169,29 @@ class RunClient:
         """
         answer = self.request("command", {"name": name, "args": [str(a) for a in args]})
         deadline = time.monotonic() + timeout
+        next_check = time.monotonic() + 0.5
         while wait and not answer.get("done") and time.monotonic() < deadline:
-            time.sleep(0.02)
-            answer = self.request("outcome", {"id": answer["id"]})
+            # The outcome comes on the event stream within milliseconds of being applied; the
+            # events read meanwhile are kept for poll_events. Asking now and then covers a
+            # lost event (the stream may drop; requests do not).
+            for event in self._read_events(0.02):
+                self._pending.append(event)
+                if event["t"] == "CommandFinished" and event["id"] == answer["id"]:
+                    return {**answer, "done": True, "outcome": event["outcome"], "message": event["message"]}
+            if time.monotonic() >= next_check:
+                answer = self.request("outcome", {"id": answer["id"]})
+                next_check = time.monotonic() + 0.5
         return answer
 
     # --- events --------------------------------------------------------------------------
     def poll_events(self, timeout: float = 0.0) -> list[dict[str, Any]]:
         """The events that arrived, in order, waiting up to ``timeout`` for the first batch."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            return pending + self._read_events(0.0)
+        return self._read_events(timeout)
+
+    def _read_events(self, timeout: float) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         waited = False
         while True:

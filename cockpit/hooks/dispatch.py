@@ -76,19 +76,25 @@ class HookDispatcher:
         events are built only when a view listens.
         """
         hub = self.hub
-        listening = hub.has_subscribers
-        if listening:
-            hub.enter_stage(stage)
-        else:
+        entries = self._table[stage]
+        if not hub.has_subscribers:
             hub.note_stage(stage)
-        for name, method, stats in self._table[stage]:
+            for _, method, stats in entries:
+                start = perf_counter()
+                method(runner, **kwargs)
+                stats[0] += 1
+                stats[1] += perf_counter() - start
+            return
+        hub.enter_stage(stage)
+        calls = []
+        for name, method, stats in entries:
             start = perf_counter()
             method(runner, **kwargs)
             seconds = perf_counter() - start
             stats[0] += 1
             stats[1] += seconds
-            if listening:
-                hub.publish_hook_call(stage, name, seconds)
+            calls.append((name, seconds))
+        hub.publish_stage(stage, tuple(calls))
 
     def call_all(self, runner: Any, stage: str, **kwargs: Any) -> list[tuple[str, BaseException]]:
         """Like ``call``, but a hook that raises does not stop the next ones (for cleanup).
@@ -97,15 +103,16 @@ class HookDispatcher:
             ``(hook name, error)`` for each hook that raised.
         """
         errors = []
-        hub = self.hub
-        hub.enter_stage(stage)
+        calls = []
+        self.hub.enter_stage(stage)
         for name, method, _ in self._table[stage]:
             start = perf_counter()
             try:
                 method(runner, **kwargs)
             except Exception as error:  # noqa: BLE001 - reported to the caller
                 errors.append((name, error))
-            hub.record_hook_call(stage, name, perf_counter() - start)
+            calls.append((name, perf_counter() - start))
+        self.hub.record_stage(stage, calls)
         return errors
 
     def table(self) -> tuple:
