@@ -98,6 +98,7 @@ class ControlQueue:
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self.paused = False
+        self.closed_reason: str | None = None
         for command in builtin_commands():
             self.add(command)
 
@@ -123,6 +124,8 @@ class ControlQueue:
                 self.requests.pop(next(iter(self.requests)))
         command = self.commands.get(name)
         try:
+            if self.closed_reason is not None:
+                raise CommandRejected(self.closed_reason)
             if command is None:
                 known = ", ".join(sorted(self.commands))
                 raise CommandRejected(f"unknown command {name!r}; this run understands: {known}")
@@ -139,15 +142,28 @@ class ControlQueue:
         return request
 
     def drain(self) -> None:
-        """Apply every queued command; then, while paused, wait for more (training thread only)."""
+        """Apply every queued command; then, while paused, wait for more (training thread only).
+
+        While paused, commands declared ``while_paused=False`` stay queued until ``continue``.
+        """
         if not self._queue and not self.paused:
             return  # the common case, every iteration: no lock taken
         self._apply_pending()
         while self.paused and not self._stopping():
             with self._lock:
-                if not self._queue:
+                if not any(r.command.while_paused for r in self._queue):
                     self._wakeup.wait(timeout=0.2)
             self._apply_pending()
+
+    def open(self) -> None:
+        """Accept commands (a run starts)."""
+        self.closed_reason = None
+
+    def close(self, reason: str) -> None:
+        """Refuse new commands, and reject those still queued with ``reason`` (a run ended)."""
+        self.closed_reason = reason
+        for request in self.take_pending():
+            self._finish(request, "rejected", reason)
 
     # --- distributed runs: rank 0 takes the commands, every rank applies them ------------------
     def pending_count(self) -> int:
@@ -165,6 +181,8 @@ class ControlQueue:
         """Apply commands taken from this queue, reporting their outcomes (rank 0)."""
         for request in requests:
             self._apply(request)
+        # (In a distributed run every rank applies every command, paused or not: the ranks
+        # must stay in step, so while_paused=False is not honoured there.)
 
     def apply_mirrored(self, specs: list[tuple[str, str, tuple[str, ...]]]) -> None:
         """Apply rank 0's commands on another rank, silently (rank 0 reports the outcomes)."""
@@ -190,11 +208,16 @@ class ControlQueue:
         return self.runner._stop_requested is not None or (loop is not None and loop.stop_training)
 
     def _apply_pending(self) -> None:
+        held = []
         while True:
             with self._lock:
                 if not self._queue:
+                    self._queue.extendleft(reversed(held))
                     return
                 request = self._queue.popleft()
+            if self.paused and not request.command.while_paused:
+                held.append(request)
+                continue
             self._apply(request)
 
     def _apply(self, request: CommandRequest) -> None:
@@ -284,7 +307,10 @@ def _resume(runner: Runner, which: str) -> str:
     except CheckpointError as error:
         raise CommandRejected(str(error)) from None
     before = runner.iter
-    runner.resume(path, checkpoint=checkpoint)
+    try:
+        runner.resume(path, checkpoint=checkpoint)  # checks the fit before it changes anything
+    except CheckpointError as error:
+        raise CommandRejected(str(error)) from None
     runner.train_loop.jump()
     return f"resumed from {path.name}: iter {before} -> {runner.iter} (epoch {runner.epoch})"
 

@@ -248,11 +248,6 @@ class MessageHub:
         with self._lock:
             return self._hook_stats.setdefault((stage, hook), [0, 0.0])
 
-    def publish_stage(self, stage: str, calls: tuple[tuple[str, float], ...]) -> None:
-        """The trace event of one run of a stage (its counters were already updated)."""
-        with self._lock:
-            self._emit(ev.StageTimed, stage, calls)
-
     @property
     def stage(self) -> str:
         """The hook stage that started last."""

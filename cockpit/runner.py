@@ -445,8 +445,9 @@ class Runner:
 
     def _run(self, body: Any) -> Any:
         self._prepare_run_dir()
+        self.control.open()
         with self.message_hub.activated(), self._signal_handlers(), self._log_file(), self._serving(), \
-                _frozen_gc():
+                _frozen_gc(), self._closing_control():
             self.message_hub.update_info("pid", os.getpid())
             self.message_hub.update_info("started", time.time())
             self.message_hub.set_status("running")
@@ -690,6 +691,24 @@ class Runner:
             hub.record_checkpoint(str(path), position["epoch"], position["iter"])
         return path
 
+    def _check_fits(self, checkpoint: dict[str, Any], filename: str | os.PathLike, schedulers: bool) -> None:
+        """Raise CheckpointError unless the checkpoint's weights and schedulers fit this run."""
+        own = _unwrap_model(self.model).state_dict()
+        theirs = checkpoint["state_dict"]
+        problems = [f"missing {k}" for k in own if k not in theirs]
+        problems += [f"unexpected {k}" for k in theirs if k not in own]
+        problems += [f"{k}: {tuple(theirs[k].shape)} in the file, {tuple(v.shape)} in the model"
+                     for k, v in own.items() if k in theirs and hasattr(theirs[k], "shape")
+                     and tuple(theirs[k].shape) != tuple(v.shape)]
+        if problems:
+            shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            raise CheckpointError(f"{filename} does not fit this model ({shown}); was it saved by another config?")
+        if schedulers and "param_schedulers" in checkpoint:
+            count = len(checkpoint["param_schedulers"])
+            if count != len(self.param_schedulers):
+                raise CheckpointError(f"{filename} has {count} parameter schedulers but the config builds "
+                                      f"{len(self.param_schedulers)}; resume with the config it was trained with")
+
     def _read(self, filename: str | os.PathLike) -> dict[str, Any]:
         return ckpt.load_checkpoint(filename, map_location="cpu", trusted=self.trust_checkpoints)
 
@@ -720,21 +739,15 @@ class Runner:
             checkpoint = ckpt.check_cockpit_checkpoint(self._read(filename), filename)
         meta = checkpoint["meta"]
         loop = self.train_loop
-        try:
-            _unwrap_model(self.model).load_state_dict(checkpoint["state_dict"])
-        except RuntimeError as error:
-            raise CheckpointError(f"{filename} does not fit this model: {str(error).splitlines()[0]} "
-                                  "(was it saved by another config?)") from None
+        # Check everything before changing anything: a refused resume leaves the run as it was.
+        self._check_fits(checkpoint, filename, resume_param_scheduler)
+        _unwrap_model(self.model).load_state_dict(checkpoint["state_dict"])
         if resume_optimizer and "optimizer" in checkpoint and self.optim_wrapper is not None:
             self.optim_wrapper.load_state_dict(checkpoint["optimizer"])
         elif resume_optimizer and self.optim_wrapper is not None:
             self.logger.warning(f"{filename} has no optimizer state; the optimizer starts fresh")
         if resume_param_scheduler and "param_schedulers" in checkpoint:
-            states = checkpoint["param_schedulers"]
-            if len(states) != len(self.param_schedulers):
-                raise CheckpointError(f"{filename} has {len(states)} parameter schedulers but the config builds "
-                                      f"{len(self.param_schedulers)}; resume with the config it was trained with")
-            for scheduler, state in zip(self.param_schedulers, states, strict=True):
+            for scheduler, state in zip(self.param_schedulers, checkpoint["param_schedulers"], strict=True):
                 scheduler.load_state_dict(state)
         self.message_hub.load_state_dict(checkpoint["message_hub"])
         for name, hook in zip(self.hooks.names, self.hooks.hooks, strict=True):
@@ -778,6 +791,14 @@ class Runner:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.dump_config()
         self._run_dir_ready = True
+
+    @contextlib.contextmanager
+    def _closing_control(self) -> Iterator[None]:
+        """When the run ends, commands still queued get an outcome (rejected) instead of none."""
+        try:
+            yield
+        finally:
+            self.control.close("the run ended before the command could be applied")
 
     @contextlib.contextmanager
     def _serving(self) -> Iterator[None]:

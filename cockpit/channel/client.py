@@ -174,8 +174,9 @@ class RunClient:
             # The outcome comes on the event stream within milliseconds of being applied; the
             # events read meanwhile are kept for poll_events. Asking now and then covers a
             # lost event (the stream may drop; requests do not).
-            for event in self._read_events(0.02):
-                self._pending.append(event)
+            events = self._read_events(0.02)
+            self._pending.extend(events)
+            for event in events:
                 if event["t"] == "CommandFinished" and event["id"] == answer["id"]:
                     return {**answer, "done": True, "outcome": event["outcome"], "message": event["message"]}
             if time.monotonic() >= next_check:

@@ -87,14 +87,13 @@ class HookDispatcher:
             return
         hub.enter_stage(stage)
         calls = []
-        for name, method, stats in entries:
+        for name, method, _ in entries:
             start = perf_counter()
             method(runner, **kwargs)
-            seconds = perf_counter() - start
-            stats[0] += 1
-            stats[1] += seconds
-            calls.append((name, seconds))
-        hub.publish_stage(stage, tuple(calls))
+            calls.append((name, perf_counter() - start))
+        # Counters and event together, under the hub's lock: a snapshot taken meanwhile
+        # must not hold calls that its viewer will also count from the event.
+        hub.record_stage(stage, calls)
 
     def call_all(self, runner: Any, stage: str, **kwargs: Any) -> list[tuple[str, BaseException]]:
         """Like ``call``, but a hook that raises does not stop the next ones (for cleanup).

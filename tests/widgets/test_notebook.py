@@ -1,0 +1,355 @@
+"""The notebook cockpit as plain Python objects: real runs, real buttons, no browser."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cockpit.widgets.notebook import Cockpit
+from cockpit.widgets.notebook.downsample import bucket_means, envelope
+from cockpit.widgets.notebook.plots import ScalarPlot
+from cockpit.widgets.notebook.state import RunState
+from conftest import tiny_cfg
+from toys import ToyNet
+
+from cockpit.channel.auth import pid_alive
+
+ROOT = Path(__file__).resolve().parents[2]
+QUIET_HOOKS = dict(logger=dict(type="LoggerHook", interval=20, backends=("json",)),
+                   checkpoint=dict(type="CheckpointHook", interval=10_000))
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        time.sleep(0.02)
+
+
+def outcome_of(cockpit: Cockpit, name: str) -> str:
+    """Wait until the widget shows a finished outcome for ``name``; return the outcome text."""
+    outcome = cockpit.view.controls.outcome
+    wait_for(lambda: re.search(rf"<b>{name}\b.*(applied|rejected|failed)", outcome.value),
+             what=f"the outcome of {name!r} (shown: {outcome.value!r})")
+    return outcome.value
+
+
+def trace(cockpit: Cockpit, name: str):
+    found = cockpit.view.plot.trace(name)
+    assert found is not None, f"no trace {name!r} in {[t.name for t in cockpit.view.figure.data]}"
+    return found
+
+
+@pytest.fixture
+def long_run(tmp_path):
+    """``long_run(**overrides)`` builds a cockpit on a tiny run long enough to steer, stopped at teardown."""
+    made: list[Cockpit] = []
+
+    def factory(work: str = "work", **overrides) -> Cockpit:
+        overrides.setdefault("train_cfg", dict(by_epoch=True, max_epochs=1000, val_interval=500))
+        overrides.setdefault("default_hooks", QUIET_HOOKS)
+        cockpit = Cockpit.from_cfg(tiny_cfg(tmp_path / work, **overrides), refresh_interval=0.1)
+        made.append(cockpit)
+        return cockpit
+
+    yield factory
+    for cockpit in made:
+        if cockpit.runner is not None and cockpit.runner.started:
+            cockpit.runner.request_stop("test teardown", save=False)
+        try:
+            cockpit.wait(timeout=30)
+        except Exception:  # noqa: BLE001 - a test that expects a failure has checked it already
+            pass
+        cockpit.close()
+
+
+def started(cockpit: Cockpit, iterations: int = 3) -> Cockpit:
+    wait_for(lambda: cockpit.view.connected and cockpit.runner.iter >= iterations, what="training to start")
+    return cockpit
+
+
+def test_a_finished_run_shows_plots_hooks_checkpoints_and_log(tmp_path):
+    cockpit = Cockpit.from_cfg(tiny_cfg(tmp_path / "work"), refresh_interval=0.1)
+    assert cockpit.state.status == "created"
+    assert cockpit.train() is cockpit
+    assert cockpit.wait(timeout=60) == "finished"
+    view = cockpit.view
+
+    loss = trace(cockpit, "train/loss")
+    assert len(loss.x) == 16 and len(loss.y) == 16
+    assert len(trace(cockpit, "train/loss (smoothed)").y) == 16
+    assert trace(cockpit, "train/lr").yaxis == "y2"
+    accuracy = trace(cockpit, "val/accuracy/top1")
+    assert list(accuracy.x) == [8, 16] and accuracy.mode == "lines+markers" and accuracy.yaxis == "y3"
+    hooks = view.hooks.table.value
+    for name in ("RuntimeInfoHook", "IterTimerHook", "CheckpointHook", "LoggerHook", "before_train_iter"):
+        assert name in hooks
+    calls = [int(count) for count in re.findall(r"<td class='num'>(\d+)</td>", hooks)]
+    assert max(calls) == 16  # the per-iteration stages were counted as they ran
+    assert "µs" in hooks or "ms" in hooks
+    assert [Path(row.path).name for row in view.checkpoints.rows] == ["epoch_2.pth", "epoch_1.pth"]
+    assert "Epoch(train)" in view.run_log.text
+    assert "iter 16 / 16" in view.progress_text.value and "epoch 2 / 2" in view.progress_text.value
+    assert view.progress_bar.value == view.progress_bar.max == 16
+    assert "finished" in view.header.value
+    assert all(button.disabled for button in view.controls.buttons)
+    assert all(row.resume.disabled for row in view.checkpoints.rows)
+    # The objects stay reachable, and the widget's copy matches the hub.
+    assert cockpit.model is cockpit.runner.model and cockpit.hub is cockpit.runner.message_hub
+    assert len(cockpit.state.scalars["train/loss"]) == cockpit.hub.get_scalar("train/loss").count
+    cockpit.close()
+
+
+def test_a_new_browser_tab_gets_the_current_figure_from_the_kernel(tmp_path):
+    cockpit = Cockpit.from_cfg(tiny_cfg(tmp_path / "work"), refresh_interval=0.1).train()
+    cockpit.wait(timeout=60)
+    # A tab opened later draws from the widget's synced state, not from messages it missed.
+    state = cockpit.view.figure.get_state()
+    by_name = {trace["name"]: trace for trace in state["_widget_data"]}
+    assert len(by_name["train/loss"]["x"]) == 16
+    assert by_name["train/lr"]["yaxis"] == "y2"
+    assert state["_widget_layout"]["yaxis3"]["visible"] is True
+    assert "finished" in cockpit.view.header.get_state()["value"]
+    assert "Epoch(train)" in "".join(o["text"] for o in cockpit.view.run_log.output.get_state()["outputs"])
+    cockpit.close()
+
+
+def test_pause_stops_the_iterations_and_continue_goes_on(long_run):
+    cockpit = started(long_run().train())
+    controls, runner = cockpit.view.controls, cockpit.runner
+
+    controls.pause.click()
+    assert "applied" in outcome_of(cockpit, "pause")
+    wait_for(lambda: controls.pause.description == "Continue", what="the Continue button")
+    assert "paused" in cockpit.view.header.value
+    paused_at = runner.iter
+    time.sleep(0.5)
+    assert runner.iter == paused_at
+    assert not controls.save.disabled  # commands still work while paused
+
+    controls.pause.click()
+    assert "continue" in outcome_of(cockpit, "continue")
+    wait_for(lambda: runner.iter > paused_at + 5, what="iterations after continue")
+    wait_for(lambda: controls.pause.description == "Pause", what="the Pause button back")
+
+
+def test_save_writes_a_checkpoint_and_its_row_resumes_the_run(long_run):
+    cockpit = started(long_run().train())
+    runner = cockpit.runner
+    assert cockpit.pause()["outcome"] == "applied"
+    saved_at = runner.iter
+
+    cockpit.view.controls.save.click()
+    assert f"iter_{saved_at}.pth" in outcome_of(cockpit, "save")
+    assert (runner.work_dir / f"iter_{saved_at}.pth").is_file()
+    wait_for(lambda: cockpit.view.checkpoints.rows, what="a checkpoint row")
+    row = cockpit.view.checkpoints.rows[0]
+    assert row.iter == saved_at and not row.resume.disabled
+
+    cockpit.continue_training()
+    wait_for(lambda: runner.iter > saved_at + 10, what="training past the checkpoint")
+    cockpit.pause()
+    row.resume.click()
+    assert "applied" in outcome_of(cockpit, "resume")
+    assert runner.iter == saved_at
+    wait_for(lambda: [m for m in cockpit.state.markers if m["kind"] == "resume"], what="the resume marker")
+    wait_for(lambda: cockpit.view.figure.layout.shapes, what="the resume line on the plot")
+
+
+def test_validate_and_the_learning_rate_field(long_run):
+    cockpit = started(long_run().train())
+    controls, runner = cockpit.view.controls, cockpit.runner
+
+    controls.validate.click()
+    assert "accuracy/top1=" in outcome_of(cockpit, "val")
+    wait_for(lambda: cockpit.view.plot.trace("val/accuracy/top1") is not None, what="the validation trace")
+    assert trace(cockpit, "val/accuracy/top1").yaxis == "y3"
+
+    controls.lr.value = "0.025"
+    controls.set_lr.click()
+    assert "0.1 -&gt; 0.025" in outcome_of(cockpit, "set")
+    assert runner.optim_wrapper.param_groups[0]["lr"] == 0.025
+    controls.lr.value = "*2"
+    controls.set_lr.click()
+    wait_for(lambda: runner.optim_wrapper.param_groups[0]["lr"] == 0.05, what="lr*=2")
+
+    controls.lr.value = "fast"
+    controls.set_lr.click()
+    assert "not a number" in outcome_of(cockpit, "set")
+
+
+def test_stop_ends_the_run_and_turns_the_buttons_off(long_run):
+    cockpit = started(long_run().train())
+    cockpit.view.controls.stop.click()
+    assert cockpit.wait(timeout=30) == "stopped"
+    assert all(button.disabled for button in cockpit.view.controls.buttons)
+    assert cockpit.view.controls.lr.disabled
+    assert list(cockpit.runner.work_dir.glob("iter_*.pth"))  # stop saves first
+    refused = cockpit.save()
+    assert refused["outcome"] == "rejected" and "ended" in refused["message"]
+    assert "ended" in cockpit.view.controls.outcome.value
+
+
+def test_two_cockpits_at_once(long_run):
+    first, second = long_run("first"), long_run("second")
+    first.train()
+    second.train()
+    started(first)
+    started(second)
+    first.pause()
+    iter_second = second.runner.iter
+    wait_for(lambda: second.runner.iter > iter_second + 5, what="the second run to go on alone")
+    assert first.state.status == "paused" and second.state.status == "running"
+    assert first.runner.work_dir != second.runner.work_dir
+    second.stop()
+    assert second.wait(timeout=30) == "stopped"
+    assert first.state.status == "paused"
+    first.stop()
+    assert first.wait(timeout=30) == "stopped"
+    for cockpit in (first, second):
+        assert len(trace(cockpit, "train/loss").x) == len(cockpit.state.scalars["train/loss"])
+
+
+def test_closing_the_widget_stops_its_updates_not_the_run(long_run):
+    cockpit = started(long_run().train())
+    cockpit.close()
+    assert cockpit._follower.done.is_set()
+    redraws, iteration = cockpit._follower.redraws, cockpit.runner.iter
+    wait_for(lambda: cockpit.runner.iter > iteration + 5, what="training to go on")
+    assert cockpit._follower.redraws == redraws
+
+
+class FailingNet(ToyNet):
+    """Raises in its fifth forward pass."""
+
+    def forward(self, inputs, data_samples=None, mode="tensor"):
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == 5:
+            raise RuntimeError("the model broke")
+        return super().forward(inputs, data_samples, mode)
+
+
+def test_a_failed_run_shows_its_error(tmp_path):
+    cockpit = Cockpit.from_cfg(tiny_cfg(tmp_path / "work", model=dict(type=FailingNet)), refresh_interval=0.1)
+    cockpit.train()
+    with pytest.raises(RuntimeError, match="the model broke"):
+        cockpit.wait(timeout=60)
+    assert cockpit.state.status == "failed"
+    assert "the model broke" in cockpit.view.header.value
+    assert all(button.disabled for button in cockpit.view.controls.buttons)
+
+
+def test_attach_to_a_run_started_with_the_cli(tmp_path):
+    work = tmp_path / "work"
+    command = [sys.executable, "-m", "cockpit.cli", "run", str(ROOT / "demos" / "digits.py"), "--detach",
+               "--work-dir", str(work), "--cfg-options", "train_cfg.max_epochs=200"]
+    started_cli = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert started_cli.returncode == 0, started_cli.stderr
+    pid = int(re.search(r"\(pid (\d+)\)", started_cli.stdout).group(1))
+    try:
+        cockpit = Cockpit.attach(work, refresh_interval=0.1)
+        assert cockpit.runner is None and cockpit.hub is None
+        wait_for(lambda: len(cockpit.state.scalars.get("train/loss", ())) > 3, what="the attached run's loss")
+        wait_for(lambda: cockpit.view.plot.trace("train/loss") is not None, what="the loss trace")
+        cockpit.view.controls.pause.click()
+        assert "applied" in outcome_of(cockpit, "pause")
+        assert cockpit.save()["outcome"] == "applied"
+        assert list(work.glob("iter_*.pth"))
+        cockpit.view.controls.stop.click()
+        assert cockpit.wait(timeout=60) == "stopped"
+        assert all(button.disabled for button in cockpit.view.controls.buttons)
+        cockpit.close()
+    finally:
+        # It ends by itself once stopped; only a run the test could not stop is killed.
+        deadline = time.monotonic() + 15
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if pid_alive(pid):
+            os.kill(pid, 9)
+
+
+def test_downsampling_keeps_spikes():
+    steps = list(range(100_000))
+    values = [1.0] * 100_000
+    values[31_337], values[77_777] = 50.0, -20.0
+    xs, ys = (a.tolist() for a in envelope(steps, values, values, max_points=800))
+    assert len(xs) <= 800 and xs == sorted(xs)
+    assert max(ys) == 50.0 and min(ys) == -20.0
+    assert xs[ys.index(50.0)] == 31_337
+    # Folded points (from a long run's history) carry their own minimum and maximum.
+    xs, ys = envelope([10, 20], [0.5, 0.7], [3.0, 0.9], max_points=800)
+    assert xs.tolist() == [10, 10, 20, 20] and ys.tolist() == [0.5, 3.0, 0.7, 0.9]
+    means = bucket_means(steps, values, 500)
+    assert len(means[0]) <= 500 and means[0][-1] == 99_999
+
+
+def test_a_long_run_is_sent_downsampled_with_its_spikes():
+    state = RunState()
+    for step in range(60_000):
+        state.apply({"t": "ScalarUpdated", "seq": step + 1, "key": "train/loss", "step": step,
+                     "value": 9.0 if step == 12_345 else 1.0 / (1 + step / 1000)})
+    assert len(state.scalars["train/loss"]) <= 20_000  # the copy folds its past, keeping the spike
+    assert max(state.scalars["train/loss"].maxs) == 9.0
+    plot = ScalarPlot(max_points=600)
+    plot.show(state)
+    raw = plot.trace("train/loss")
+    assert len(raw.x) <= 600 and max(raw.y) == 9.0
+    assert len(plot.trace("train/loss (smoothed)").x) <= 600
+
+
+def test_the_state_follows_snapshots_and_events():
+    state = RunState()
+    state.load_snapshot({"seq": 3, "status": "running", "info": {"iter": 4, "max_iters": 10},
+                         "scalars": {"train/loss": {"steps": [0, 1], "values": [2.0, 1.5]}},
+                         "hooks": [["before_run", [["VERY_HIGH", 10, "RuntimeInfoHook"]]]],
+                         "hook_timings": {"before_run/RuntimeInfoHook": [1, 0.002]},
+                         "logs": [[1.0, "INFO", "hello"]], "checkpoints": [], "markers": []})
+    assert state.hooks == (("before_run", (("VERY_HIGH", 10, "RuntimeInfoHook"),)),)
+    assert state.mean_hook_time("before_run", "RuntimeInfoHook") == pytest.approx(0.002)
+    state.apply({"t": "StageTimed", "seq": 4, "stage": "before_run", "calls": [["RuntimeInfoHook", 0.004]]})
+    assert state.mean_hook_time("before_run", "RuntimeInfoHook") == pytest.approx(0.003)
+    state.apply({"t": "CommandAccepted", "seq": 5, "id": "1", "name": "save", "args": []})
+    assert state.last_command["outcome"] == "queued" and state.pending_commands() == ["1"]
+    state.apply({"t": "CommandFinished", "seq": 6, "id": "1", "name": "save", "outcome": "applied", "message": "ok"})
+    assert state.last_command == {"id": "1", "name": "save", "args": (), "outcome": "applied", "message": "ok"}
+    state.note_command("1", "save", ())  # the sender's note arriving late undoes nothing
+    assert state.commands["1"]["outcome"] == "applied" and state.pending_commands() == []
+    state.apply({"t": "InfoUpdated", "seq": 7, "key": "resynced", "value": True})
+    assert state.needs_snapshot
+    assert [m for _, _, m in state.take_logs()] == ["hello"]
+    # A later snapshot repeats the log; lines already taken are not taken again.
+    state.load_snapshot({"seq": 9, "status": "paused", "logs": [[1.0, "INFO", "hello"], [2.0, "INFO", "next"]]})
+    assert [m for _, _, m in state.take_logs()] == ["next"] and not state.needs_snapshot
+
+
+def test_importing_cockpit_loads_no_ui_package():
+    code = "import sys, cockpit; print(sorted(m for m in sys.modules if m.split('.')[0] in ('ipywidgets', 'plotly')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_cockpit_can_wrap_a_runner_built_elsewhere(make_runner):
+    runner = make_runner(train_cfg=dict(by_epoch=True, max_epochs=1, val_interval=1))
+    cockpit = Cockpit(runner, refresh_interval=0.1).train()
+    assert cockpit.wait(timeout=60) == "finished"
+    assert runner.serve and cockpit.runner is runner
+    assert len(trace(cockpit, "train/loss").x) == 8
+    with pytest.raises(RuntimeError, match="trained already"):
+        cockpit.train()
+    cockpit.close()
+
+
+def test_commands_before_training_are_refused_with_a_reason(tmp_path):
+    cockpit = Cockpit.from_cfg(copy.deepcopy(tiny_cfg(tmp_path / "work")))
+    answer = cockpit.save()
+    assert answer["outcome"] == "rejected" and "train()" in answer["message"]
+    assert all(button.disabled for button in cockpit.view.controls.buttons)
+    cockpit.close()

@@ -1,0 +1,163 @@
+"""``CockpitView``: the whole widget, assembled from its parts and redrawn from a ``RunState``.
+
+Every part keeps what it shows in widget traits (HTML values, button states,
+the figure's data, the log's outputs), which live in the kernel: a browser tab
+opened later asks the kernel and shows the run as it is now.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+from cockpit.widgets.notebook.checkpoints import CheckpointList
+from cockpit.widgets.notebook.controls import ControlBar
+from cockpit.widgets.notebook.log import RunLog
+from cockpit.widgets.notebook.plots import ScalarPlot, loss_keys, lr_keys
+from cockpit.widgets.notebook.state import RunState
+from cockpit.widgets.notebook.tables import HookTable
+
+STATUS_COLORS = {
+    "running": "#1a7f37", "validating": "#0969da", "saving": "#0969da", "paused": "#b35900",
+    "finished": "#57606a", "stopped": "#57606a", "failed": "#c62828", "died": "#c62828",
+}
+
+
+def format_duration(seconds: Any) -> str:
+    """``1:02:03``, ``2:03`` or ``0:07``; empty when unknown."""
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        return ""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def progress(state: RunState) -> tuple[int, int]:
+    """``(iteration, max_iters)``, 1-based like MMEngine's log lines (0 before the first iteration)."""
+    info = state.info
+    total = int(info.get("max_iters") or 0)
+    if "iter" not in info or not any(k.startswith("train/") for k in state.scalars):
+        return 0, total
+    return min(int(info["iter"]) + 1, total or int(info["iter"]) + 1), total
+
+
+def header_html(state: RunState) -> str:
+    """The status line: status, run name, the newest loss and learning rate, and why it stopped or failed."""
+    color = STATUS_COLORS.get(state.status, "#57606a")
+    name = state.info.get("experiment_name") or state.name
+    parts = [f"<span style='background:{color};color:white;border-radius:10px;padding:1px 10px;"
+             f"font-weight:600'>{html.escape(state.status or '?')}</span>",
+             f"<b>{html.escape(str(name))}</b>"]
+    facts = []
+    for key in loss_keys(list(state.scalars))[:1]:
+        facts.append(f"{key.split('/', 1)[1]} {state.scalars[key].last:.4g}")
+    for key in lr_keys(list(state.scalars))[:1]:
+        facts.append(f"lr {state.scalars[key].last:.3g}")
+    if facts:
+        parts.append("<span style='color:#555'>" + " · ".join(facts) + "</span>")
+    if state.status_detail:
+        parts.append(f"<span style='color:{color}'>{html.escape(state.status_detail)}</span>")
+    return f"<div style='font-size:13px;line-height:22px'>{' &nbsp; '.join(parts)}</div>"
+
+
+def progress_html(state: RunState) -> str:
+    """``iter 135 / 450 · epoch 3 / 10 · 30% · ETA 0:05 · 37 it/s``."""
+    done, total = progress(state)
+    info = state.info
+    parts = [f"iter {done} / {total}" if total else f"iter {done}"]
+    if info.get("max_epochs"):
+        epoch = min(int(info.get("epoch", 0)) + (1 if done else 0), int(info["max_epochs"]))
+        parts.append(f"epoch {epoch} / {info['max_epochs']}")
+    if total:
+        parts.append(f"{100 * done / total:.0f}%")
+    if state.status == "running" and info.get("eta") is not None and done:
+        parts.append(f"ETA {format_duration(info['eta'])}")
+    if state.status == "running" and info.get("iters_per_sec"):
+        parts.append(f"{info['iters_per_sec']:.1f} it/s")
+    return ("<span class='cockpit-progress' style='font-size:12px;color:#333;font-variant-numeric:tabular-nums'>"
+            + " · ".join(parts) + "</span>")
+
+
+class CockpitView(widgets.VBox):
+    """The cockpit widget: status line, progress, controls, plot, hook table, checkpoints and log.
+
+    Args:
+        send: ``send(name, *args)`` submits a command to the run.
+        on_close: called once when the widget is closed (stops the updates).
+        max_points: the most points sent per plotted series.
+    """
+
+    def __init__(self, send: Callable[..., None], on_close: Callable[[], None] | None = None,
+                 max_points: int = 1200) -> None:
+        self.on_close = on_close
+        self.closed = False
+        self.connected = False
+        self._published = False
+        self.header = widgets.HTML(header_html(RunState()))
+        self.progress_bar = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="45%"))
+        self.progress_text = widgets.HTML(progress_html(RunState()))
+        self.controls = ControlBar(send)
+        self.plot = ScalarPlot(max_points=max_points)
+        self.hooks = HookTable()
+        self.checkpoints = CheckpointList(lambda path: send("resume", path))
+        self.run_log = RunLog()
+        progress_row = widgets.HBox([self.progress_bar, self.progress_text],
+                                    layout=widgets.Layout(align_items="center", grid_gap="12px"))
+        side = widgets.VBox([self.checkpoints, self.run_log], layout=widgets.Layout(width="46%", grid_gap="8px"))
+        bottom = widgets.HBox([widgets.Box([self.hooks], layout=widgets.Layout(width="54%")), side],
+                              layout=widgets.Layout(width="100%", grid_gap="16px"))
+        super().__init__([self.header, progress_row, self.controls, self.plot.figure, bottom],
+                         layout=widgets.Layout(width="100%", max_width="1400px", border="1px solid #e1e4e8",
+                                               padding="8px 12px", grid_gap="6px"))
+
+    @property
+    def figure(self) -> Any:
+        """The plotly ``FigureWidget``."""
+        return self.plot.figure
+
+    def refresh(self, state: RunState) -> None:
+        """Redraw the parts of the widget that ``state`` changed (one thread at a time)."""
+        if self.closed:
+            return
+        changes = state.take_changes()
+        if changes & {"status", "info", "scalars"}:
+            self.header.value = header_html(state)
+            done, total = progress(state)
+            self.progress_bar.max = max(total, 1)
+            self.progress_bar.value = min(done, max(total, 1))
+            self.progress_bar.bar_style = {"failed": "danger", "died": "danger", "finished": "success",
+                                           "paused": "warning"}.get(state.status, "")
+            self.progress_text.value = progress_html(state)
+        if changes & {"scalars", "markers"}:
+            self.plot.show(state)
+        if state.ended and not self._published:
+            self._published = True
+            self.plot.publish()
+        if changes & {"hooks", "timings", "stage"}:
+            self.hooks.show(state)
+        live = self.connected and not state.ended
+        self.checkpoints.show(state, enabled=live)
+        self.run_log.add(state.take_logs())
+        self.controls.show(state, connected=self.connected, changes=changes)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.on_close is not None:
+            self.on_close()
+        for child in _descendants(self):
+            child.close()
+        super().close()
+
+
+def _descendants(widget: widgets.Widget) -> list[widgets.Widget]:
+    out = []
+    for child in getattr(widget, "children", ()):
+        out += _descendants(child)
+        out.append(child)
+    return out
