@@ -106,6 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_torchrun(args: argparse.Namespace) -> int:
     """Start ``args.nproc`` processes through torchrun's launcher (``torch.distributed.run``) and wait."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun
 
@@ -117,6 +118,11 @@ def _run_torchrun(args: argparse.Namespace) -> int:
     worker_args = [a for a in worker_args if a != "--no-tui"]
     try:
         torchrun(["--standalone", "--nproc-per-node", str(args.nproc), "--module", "cockpit.launch", *worker_args])
+    except SignalException as error:
+        # Ctrl-C or SIGTERM: the workers got it too, saved and stopped together.
+        print(f"cockpit: stopped ({error}); continue with: cockpit run {args.config} --nproc {args.nproc} --resume",
+              flush=True)
+        return EXIT_OK
     except ChildFailedError as error:
         failures = ", ".join(f"rank {rank} exited with {failure.exitcode}" for rank, failure in error.failures.items())
         print(f"cockpit: a training process failed ({failures}); the others were stopped. The newest complete "
@@ -151,8 +157,9 @@ def _run_here(args: argparse.Namespace) -> int:
         print(f"cockpit: training failed; the run folder is {runner.log_dir}", file=sys.stderr)
         return EXIT_TRAINING_ERROR
     if runner.stop_reason:
+        nproc = f" --nproc {runner.world_size}" if runner.world_size > 1 else ""
         say(f"cockpit: stopped ({runner.stop_reason}) at epoch {runner.epoch}, iter {runner.iter}; "
-            f"resume with: cockpit run {args.config} --resume", flush=True)
+            f"resume with: cockpit run {args.config}{nproc} --resume", flush=True)
     else:
         say(f"cockpit: finished; checkpoints in {runner.work_dir}", flush=True)
     return EXIT_OK

@@ -8,6 +8,7 @@ with ``cockpit attach``).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -18,5 +19,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return cli_main(["run", "--no-tui", *(sys.argv[1:] if argv is None else argv)])
 
 
+def _exit(code: int) -> None:
+    """Leave the process group, flush, and exit without interpreter teardown.
+
+    torch 2.13 with gloo sometimes aborts in teardown after a run that finished
+    ("terminate called without an active exception"); torchrun would then report a
+    failed worker for a good run. Everything worth keeping is written and flushed.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

@@ -225,9 +225,10 @@ class Runner:
         self._stop_requested: str | None = None
         self._stop_saves = True
         self.stop_reason: str | None = None
-        # Distributed runs agree on commands every few iterations (about every 50 ms).
+        # Distributed runs agree on commands every few iterations (about every 100 ms).
         self._sync_countdown = 1
         self._sync_clock = (time.perf_counter(), 0)
+        self._signal_note: str | None = None
         # Switchable only to measure its cost: without it, commands never reach a distributed run.
         self.agreement = bool(self.env_cfg.get("command_agreement", True))
 
@@ -501,7 +502,7 @@ class Runner:
     def _agree(self) -> None:
         """Every few iterations, all ranks agree on what to do: rank 0's commands, any rank's stop or save.
 
-        One small all-reduce (plus a broadcast when there are commands) every ~50 ms of
+        One small all-reduce (plus a broadcast when there are commands) every ~100 ms of
         training, whatever the iteration time: the interval comes from rank 0's iteration
         time, which the all-reduce carries, so every rank counts down the same number.
         """
@@ -510,9 +511,12 @@ class Runner:
             return
         control, main = self.control, is_main_process()
         while True:
-            started, iterations = self._sync_clock
+            started, since_iter = self._sync_clock
             now = time.perf_counter()
-            per_iter = (now - started) / iterations if main and iterations else 0.0
+            # Per training iteration, not per safe point (the one between epochs follows the
+            # last iteration's at once); no iteration since the last agreement: no estimate.
+            done = self.iter - since_iter
+            per_iter = (now - started) / done if main and done > 0 else 0.0
             pending, stop, save, iter_time = all_reduce_max([
                 control.pending_count() if main else 0,
                 1 if self._stop_requested is not None else 0,
@@ -531,8 +535,8 @@ class Runner:
             if stop and self._stop_requested is None:
                 self._stop_requested = "another rank received a stop signal"
             self._serve_requests()
-            self._sync_countdown = max(1, min(1000, int(0.05 / iter_time))) if iter_time > 0 else 1
-            self._sync_clock = (time.perf_counter(), self._sync_countdown)
+            self._sync_countdown = max(1, min(1000, int(0.1 / iter_time))) if iter_time > 0 else 1
+            self._sync_clock = (time.perf_counter(), self.iter)
             loop = self._train_loop
             if not control.paused or (loop is not None and loop.stop_training):
                 return
@@ -540,6 +544,9 @@ class Runner:
                 control.wait_for_commands(0.2)  # paused: every rank waits here, in the collective
 
     def _serve_requests(self) -> None:
+        if self._signal_note is not None:
+            note, self._signal_note = self._signal_note, None
+            self.logger.warning(note)
         if self._save_requested is not None:
             reason, self._save_requested = self._save_requested, None
             self.save_now(reason)
@@ -585,16 +592,19 @@ class Runner:
             yield
             return
 
+        # Handlers only set flags: they may interrupt code holding the hub's or the queue's
+        # lock, so logging or waking anything from here could deadlock. The safe point logs.
         def on_stop(signum: int, frame: Any) -> None:
             name = signal.Signals(signum).name
             if self._stop_requested is not None or (self._train_loop and self._train_loop.stop_training):
                 raise KeyboardInterrupt(f"second {name}: exiting at once")
-            self.logger.warning(f"received {name}: finishing this iteration, saving a checkpoint, then stopping "
-                                f"(send it again to exit at once)")
-            self.request_stop(f"received {name}")
+            self._signal_note = (f"received {name}: finishing this iteration, saving a checkpoint, then stopping "
+                                 "(send it again to exit at once)")
+            self._stop_saves = True
+            self._stop_requested = f"received {name}"
 
         def on_save(signum: int, frame: Any) -> None:
-            self.request_save(f"received {signal.Signals(signum).name}")
+            self._save_requested = f"received {signal.Signals(signum).name}"
 
         wanted = {signal.SIGINT: on_stop, signal.SIGTERM: on_stop, signal.SIGUSR1: on_save}
         previous = {sig: signal.signal(sig, handler) for sig, handler in wanted.items()}

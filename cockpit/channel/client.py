@@ -14,6 +14,7 @@ and yields it as a ``{"t": "Snapshot", "snapshot": ...}`` event.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -75,7 +76,7 @@ def resolve_run(run: str | Path | None, root: str | Path = "work_dirs") -> Path:
 
 
 class RunClient:
-    """A connection to one run.
+    """A connection to one run. Safe to share between threads (a view's reader and its command senders).
 
     Args:
         info: the connection file's content.
@@ -98,6 +99,8 @@ class RunClient:
         self.seq = 0
         self.resyncs = 0
         self._pending: list[dict[str, Any]] = []
+        # ZeroMQ sockets are not thread-safe: every use of them goes through this lock.
+        self._lock = threading.RLock()
 
     @classmethod
     def connect(cls, run: str | Path | None = None, root: str | Path = "work_dirs", timeout: float = 5.0) -> RunClient:
@@ -121,6 +124,10 @@ class RunClient:
             StaleConnectionError: no answer and the run's process is gone.
             ConnectionError_: no answer in time, or the run refused the request.
         """
+        with self._lock:
+            return self._request(kind, payload, timeout)
+
+    def _request(self, kind: str, payload: dict[str, Any] | None, timeout: float | None) -> dict[str, Any]:
         request_id = uuid.uuid4().hex
         self.dealer.send_multipart(self.signer.pack(kind, {**(payload or {}), "request_id": request_id}))
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
@@ -174,8 +181,9 @@ class RunClient:
             # The outcome comes on the event stream within milliseconds of being applied; the
             # events read meanwhile are kept for poll_events. Asking now and then covers a
             # lost event (the stream may drop; requests do not).
-            events = self._read_events(0.02)
-            self._pending.extend(events)
+            with self._lock:
+                events = self._read_events(0.02)
+                self._pending.extend(events)
             for event in events:
                 if event["t"] == "CommandFinished" and event["id"] == answer["id"]:
                     return {**answer, "done": True, "outcome": event["outcome"], "message": event["message"]}
@@ -187,10 +195,17 @@ class RunClient:
     # --- events --------------------------------------------------------------------------
     def poll_events(self, timeout: float = 0.0) -> list[dict[str, Any]]:
         """The events that arrived, in order, waiting up to ``timeout`` for the first batch."""
-        if self._pending:
-            pending, self._pending = self._pending, []
-            return pending + self._read_events(0.0)
-        return self._read_events(timeout)
+        with self._lock:
+            if self._pending:
+                pending, self._pending = self._pending, []
+                return pending + self._read_events(0.0)
+        # Wait in short slices, so a command sent from another thread meanwhile is not held up.
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                events = self._read_events(min(0.02, max(0.0, deadline - time.monotonic())))
+            if events or time.monotonic() >= deadline:
+                return events
 
     def _read_events(self, timeout: float) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -228,9 +243,10 @@ class RunClient:
                 return
 
     def close(self) -> None:
-        self.sub.close()
-        self.dealer.close()
-        self.context.term()
+        with self._lock:
+            self.sub.close()
+            self.dealer.close()
+            self.context.term()
 
     def __enter__(self) -> RunClient:
         return self

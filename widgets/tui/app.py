@@ -8,6 +8,7 @@ commands back through the same source. The app never touches the model.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from cockpit.channel.auth import ConnectionError_, StaleConnectionError
@@ -81,6 +83,8 @@ class CockpitApp(App[str]):
         self._outcomes_shown = 0
         self._ended_seen = False
         self._main_keys = ["train/loss"]
+        self._outbox: queue.SimpleQueue[tuple[str, tuple[str, ...]]] = queue.SimpleQueue()
+        self._sender_stop = threading.Event()
 
     # --- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -109,6 +113,7 @@ class CockpitApp(App[str]):
         self.query_one("#log", LogPane).border_title = "log"
         self._layout_for(self.size.width, self.size.height)
         self.feed()
+        threading.Thread(target=self._send_commands, name="cockpit-commands", daemon=True).start()
         self.set_interval(1 / self.frame_rate, self.redraw)
 
     def on_resize(self, event: Any) -> None:
@@ -156,9 +161,13 @@ class CockpitApp(App[str]):
 
     def redraw(self) -> None:
         """Bring every pane up to date with the state (a few times a second)."""
+        try:
+            status_line = self.query_one(StatusLine)
+        except NoMatches:
+            return  # the app is shutting down: nothing left to draw on
         with self.lock:
             state = self.state
-            self.query_one(StatusLine).show(state, now=self.clock())
+            status_line.show(state, now=self.clock())
             logs = state.take_new_logs()
             outcomes = state.outcomes[self._outcomes_shown:]
             self._outcomes_shown = len(state.outcomes)
@@ -188,13 +197,28 @@ class CockpitApp(App[str]):
                 self.query_one("#bottom", TabbedContent).active = "tab-log"
 
     # --- commands -------------------------------------------------------------------------------
-    @work(thread=True, group="commands")
     def send(self, name: str, *args: str) -> None:
-        """Send a command; its outcome arrives as an event and shows as a notification."""
-        try:
-            self.source.command(name, *args, wait=False)
-        except ConnectionError_ as error:
-            self.call_from_thread(self.notify, str(error), title=f"{name}: not sent", severity="error")
+        """Send a command (in the order keys were pressed); its outcome arrives as an event."""
+        self._outbox.put((name, args))
+
+    def _send_commands(self) -> None:
+        """The one thread that sends commands, one after another, so their order is kept.
+
+        A daemon thread rather than a Textual worker, so it can never hold up the app's exit.
+        """
+        while not self._sender_stop.is_set():
+            try:
+                name, args = self._outbox.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                self.source.command(name, *args, wait=False)
+            except ConnectionError_ as error:
+                if not self._sender_stop.is_set():
+                    self.call_from_thread(self.notify, str(error), title=f"{name}: not sent", severity="error")
+
+    def on_unmount(self) -> None:
+        self._sender_stop.set()  # the command sender stops with the app
 
     def perform(self, action: str) -> None:
         """Run ``action_<action>`` (for the command palette)."""

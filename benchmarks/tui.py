@@ -1,0 +1,250 @@
+"""Terminal cockpit benchmarks, each next to its baseline from the same run.
+
+1. Frames with a long history: a ``RunState`` holding 1,000,000 ``train/loss`` (and ``train/lr``,
+   ``train/time``, ``train/data_time``) points, shown by ``CockpitApp`` under ``App.run_test``
+   at 160x45, against the same with 1,000 points. Measured, as medians:
+   - ``ScalarPlot.draw`` of the loss plot (smoothing, downsampling, handing points to plotext);
+   - the loss plot's render (plotext builds its character canvas);
+   - a full screen refresh: ``app.redraw()`` after invalidating the drawn version (all panes
+     draw again, as after a resize), then the paint: until every widget's refresh reached the
+     screen and ``Screen._on_timer_update()`` (what ``Pilot.pause()`` ends with) has run --
+     reported whole and split into the two;
+   - the same as the brief measures it, ``app.redraw()`` + ``await pilot.pause()`` (wall clock,
+     which includes the Pilot's idle detection, ~20 ms granular, and its CPU time).
+   Target: a full refresh under 50 ms.
+2. Start-up: ``cockpit run demos/digits.py`` in a private tmux server at 160x45, from starting
+   the command to the first ``capture-pane`` that shows the status line, and to the first that
+   shows a plot with points. Medians of a few runs, with the steps before: the config loaded and
+   the training process started (its run folder appears), and that process serving (its
+   connection file appears; the view starts only then).
+
+If a target is missed, a profile of the slow frame says where the time goes.
+
+Run: ``.venv/bin/python benchmarks/tui.py [--quick] [--points N] [--no-startup] [--no-profile]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import os
+import pstats
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "widgets"))
+
+from cockpit.widgets.tui import CockpitApp  # noqa: E402
+from cockpit.widgets.tui.parts.plots import ScalarPlot  # noqa: E402
+from cockpit.widgets.tui.source import StaticSource  # noqa: E402
+from tui_fixtures import FIXED_TIME, build_snapshot, make_checkpoint_files  # noqa: E402
+
+TARGET_MS = 50.0
+SIZE = (160, 45)
+BRAILLE = re.compile("[\u2801-\u28ff]")
+
+
+def ms(seconds: list[float]) -> float:
+    return statistics.median(seconds) * 1000
+
+
+# --- 1. frames --------------------------------------------------------------------------------
+async def measure_frames(points: int, reps: int, profile: bool) -> dict[str, float | str]:
+    snapshot = build_snapshot(iters=points)
+    # No timer frames while measuring: the app draws only when asked.
+    app = CockpitApp(StaticSource(snapshot), frame_rate=1e-3, live=False, clock=lambda: FIXED_TIME)
+    out: dict[str, float | str] = {}
+    async with app.run_test(size=SIZE) as pilot:
+        while not app.state.version:  # the feed thread loads the snapshot
+            await pilot.pause(0.01)
+        await pilot.pause()
+        app.redraw()
+        await pilot.pause()  # the first frame, not measured
+        plot = app.query_one("#loss-plot", ScalarPlot)
+        assert len(app.state.scalars["train/loss"].steps) == points
+
+        draw, render = [], []
+        for _ in range(reps):
+            with app.lock:
+                start = time.perf_counter()
+                plot.draw(app.state)
+                draw.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            plot.render()
+            render.append(time.perf_counter() - start)
+        out["drawn points"] = plot.drawn_points
+        out["loss draw"] = ms(draw)
+        out["loss render"] = ms(render)
+
+        renders = []
+        plain_render = plot.render
+
+        def counted_render():
+            renders.append(1)
+            return plain_render()
+
+        plot.render = counted_render  # to check that each measured refresh painted the plot
+        redraw, paint, total = [], [], []
+        for _ in range(reps):
+            app._drawn_version = -1  # as after a resize: every pane is drawn again
+            before = len(renders)
+            start = time.perf_counter()
+            app.redraw()
+            drawn = time.perf_counter()
+            await pilot._wait_for_screen()  # refresh messages reach the screen, whose timer paints
+            app.screen._on_timer_update()  # anything left: layout and paint, as Pilot.pause() ends
+            done = time.perf_counter()
+            assert len(renders) > before, "the refresh did not paint the loss plot"
+            redraw.append(drawn - start)
+            paint.append(done - drawn)
+            total.append(done - start)
+        out["redraw"] = ms(redraw)
+        out["paint"] = ms(paint)
+        out["refresh"] = ms(total)
+
+        wall, cpu = [], []
+        for _ in range(reps):
+            app._drawn_version = -1
+            start, start_cpu = time.perf_counter(), time.process_time()
+            app.redraw()
+            await pilot.pause()
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+        out["redraw+pause wall"] = ms(wall)
+        out["redraw+pause cpu"] = ms(cpu)
+
+        if profile:
+            profiler = cProfile.Profile()
+            app._drawn_version = -1
+            profiler.enable()
+            app.redraw()
+            await pilot._wait_for_screen()
+            app.screen._on_timer_update()
+            profiler.disable()
+            plot.render = plain_render
+            text = io.StringIO()
+            pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(30)
+            out["profile"] = text.getvalue()
+    return out
+
+
+def report_frames(args: argparse.Namespace) -> bool:
+    make_checkpoint_files()
+    results = {}
+    for points, reps in ((1_000, args.reps), (args.points, args.reps)):
+        started = time.perf_counter()
+        results[points] = asyncio.run(measure_frames(points, reps, profile=False))
+        print(f"  measured {points:,} points in {time.perf_counter() - started:.1f} s", flush=True)
+    base, big = results[1_000], results[args.points]
+    print(f"\n1. frames at {SIZE[0]}x{SIZE[1]}, medians of {args.reps} (ms); baseline 1,000 points")
+    print(f"   {'':28}{'1,000 pts':>12}{f'{args.points:,} pts':>16}{'ratio':>8}")
+    for key in ("loss draw", "loss render", "redraw", "paint", "refresh", "redraw+pause wall", "redraw+pause cpu"):
+        ratio = big[key] / base[key] if base[key] else float("nan")
+        print(f"   {key:28}{base[key]:12.1f}{big[key]:16.1f}{ratio:8.1f}x")
+    print(f"   loss plot hands plotext {base['drawn points']} / {big['drawn points']} points")
+    ok = big["refresh"] < TARGET_MS
+    print(f"   full refresh with {args.points:,} points: {big['refresh']:.1f} ms "
+          f"(target < {TARGET_MS:.0f} ms): {'met' if ok else 'MISSED'}")
+    if not ok and args.profile:
+        print("\n   where the time of one slow refresh goes (cProfile, cumulative):")
+        profiled = asyncio.run(measure_frames(args.points, 1, profile=True))
+        for line in str(profiled["profile"]).splitlines():
+            print("   " + line[:160])
+    return ok
+
+
+# --- 2. start-up --------------------------------------------------------------------------
+def tmux(socket_name: str, *args: str) -> str:
+    return subprocess.run(["tmux", "-u", "-L", socket_name, *args], capture_output=True, text=True,
+                          timeout=20).stdout
+
+
+def first_frame(folder: Path) -> dict[str, float]:
+    """Seconds from starting ``cockpit run demos/digits.py`` to what the screen shows."""
+    socket_name = f"cockpit-bench-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    work = folder / "work"
+    cockpit = Path(sys.executable).parent / "cockpit"
+    command = f"{cockpit} run {REPO / 'demos' / 'digits.py'} --work-dir {work}"
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+    tmux(socket_name, "new-session", "-d", "-s", "app", "-x", str(SIZE[0]), "-y", str(SIZE[1]), "-c", str(folder),
+         f"env -u COLUMNS -u LINES TERM=xterm-256color LANG=C.UTF-8 {command}")
+    try:
+        deadline = start + 120
+        while time.perf_counter() < deadline and "plot" not in times:
+            screen = tmux(socket_name, "capture-pane", "-p", "-t", "app")
+            now = time.perf_counter() - start
+            if "spawn" not in times and work.is_dir() and any(work.iterdir()):
+                times["spawn"] = now  # the run folder: made just before the training process starts
+            if "connection" not in times and list(work.glob("*/cockpit.json")):
+                times["connection"] = now
+            if "status" not in times and "digits_" in screen and ("running" in screen or "train loss" in screen):
+                times["status"] = now
+            if "status" in times and "train loss" in screen and BRAILLE.search(screen):
+                times["plot"] = now
+            time.sleep(0.02)
+        # Leave: q then s stops the run (it saves), and the command exits.
+        tmux(socket_name, "send-keys", "-t", "app", "q")
+        time.sleep(0.5)
+        tmux(socket_name, "send-keys", "-t", "app", "s")
+        end = time.perf_counter() + 60
+        while time.perf_counter() < end and tmux(socket_name, "list-sessions"):
+            time.sleep(0.2)
+    finally:
+        tmux(socket_name, "kill-server")
+        for run_file in work.glob("*/run.json"):  # the training process, if it outlived the view
+            pid = int(re.search(r'"pid":\s*(\d+)', run_file.read_text()).group(1))
+            try:
+                os.kill(pid, 15)
+            except ProcessLookupError:
+                pass
+    return times
+
+
+def report_startup(args: argparse.Namespace) -> None:
+    if shutil.which("tmux") is None:
+        print("\n2. start-up: skipped (no tmux)")
+        return
+    runs = []
+    for _ in range(args.startup_runs):
+        with tempfile.TemporaryDirectory(prefix="cockpit-bench-") as folder:
+            runs.append(first_frame(Path(folder)))
+    print(f"\n2. start-up of `cockpit run demos/digits.py` in tmux at {SIZE[0]}x{SIZE[1]}, median of {len(runs)} (s)")
+    for key, label in (("spawn", "config loaded, training process started"),
+                       ("connection", "training process serving (cockpit.json)"),
+                       ("status", "first frame: the status line"),
+                       ("plot", "first frame with loss points")):
+        values = [r[key] for r in runs if key in r]
+        shown = f"{statistics.median(values):6.2f}" if values else "   n/a"
+        print(f"   {label:42}{shown}   runs: {', '.join(f'{v:.2f}' for v in values)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, one start-up run")
+    parser.add_argument("--points", type=int, default=1_000_000, help="history length of the long run")
+    parser.add_argument("--no-startup", dest="startup", action="store_false", help="skip the start-up benchmark")
+    parser.add_argument("--no-profile", dest="profile", action="store_false", help="no profile of a missed target")
+    args = parser.parse_args()
+    args.reps = 3 if args.quick else 7
+    args.startup_runs = 1 if args.quick else 3
+    load = os.getloadavg()[0]
+    print(f"cockpit TUI benchmark: {os.cpu_count()} cores, load average {load:.1f} "
+          "(a busy machine slows every number alike; compare with the baseline beside it)")
+    report_frames(args)
+    if args.startup:
+        report_startup(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,307 @@
+"""The terminal cockpit in real terminals: a tmux pane, and a tmux pane running ``ssh`` to loopback.
+
+Each test has a private tmux server (``tmux -L <unique>``), reads the screen with ``capture-pane``
+and types with ``send-keys``, as a person at a terminal would. The SSH test starts its own
+``sshd`` on a free loopback port with keys made in the test folder.
+
+The training runs hold at ~30 iterations/s while a ``hold`` file exists in their folder, so
+they last as long as a test needs and then finish in seconds once the test removes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TESTS = REPO / "tests"
+VENV_BIN = Path(sys.executable).parent
+COCKPIT = str(VENV_BIN / "cockpit") if (VENV_BIN / "cockpit").is_file() else f"{sys.executable} -m cockpit.cli"
+
+pytestmark = [
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
+
+CONFIG = """
+import os
+import sys
+import time
+sys.path.insert(0, {tests!r})
+from toys import ToyData, ToyNet
+from cockpit import Hook
+
+HOLD = {hold!r}
+
+
+class Hold(Hook):
+    # ~30 iterations/s while the test holds the run; full speed once it lets go.
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if os.path.exists(HOLD):
+            time.sleep(0.03)
+
+
+model = dict(type=ToyNet)
+train_dataloader = dict(dataset=dict(type=ToyData, size=4000), sampler=dict(type='DefaultSampler'), batch_size=8)
+val_dataloader = dict(dataset=dict(type=ToyData, size=32, seed=1), sampler=dict(type='DefaultSampler', shuffle=False),
+                      batch_size=16)
+val_evaluator = dict(type='Accuracy')
+val_cfg = dict()
+optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1))
+train_cfg = dict(by_epoch=True, max_epochs=2, val_interval=1)
+default_hooks = dict(logger=dict(type='LoggerHook', interval=50, backends=('json',)),
+                     checkpoint=dict(type='CheckpointHook', interval=1))
+custom_hooks = [dict(type=Hold)]
+randomness = dict(seed=0)
+"""
+
+BRAILLE = re.compile("[\u2801-\u28ff]")  # plotext draws lines in braille dots
+
+
+def write_config(folder: Path) -> Path:
+    """``tuirun.py`` in ``folder``, holding while ``folder/hold`` exists (created here)."""
+    hold = folder / "hold"
+    hold.touch()
+    config = folder / "tuirun.py"
+    config.write_text(CONFIG.format(tests=str(TESTS), hold=str(hold)))
+    return config
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0, show: Callable[[], str] = str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{show()}")
+
+
+def run_record(work: Path) -> dict:
+    files = list(work.glob("*/run.json"))
+    return json.loads(files[0].read_text()) if files else {}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (our own exited child not yet reaped) counts as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def end_process(pid: int, sig: int = signal.SIGTERM, wait: float = 10.0) -> None:
+    """Stop one process this test started (by its pid), harder if it does not go."""
+    if not pid or not alive(pid):
+        return
+    os.kill(pid, sig)
+    deadline = time.monotonic() + wait
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def processes_running(*args: str) -> list[int]:
+    """Pids of live processes whose arguments include ``args`` in a row (e.g. ``attach <folder>``)."""
+    found, n = [], len(args)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0")]
+        except OSError:
+            continue
+        if any(argv[i : i + n] == list(args) for i in range(len(argv))) and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+class Tmux:
+    """A private tmux server with one session, ``app``."""
+
+    def __init__(self) -> None:
+        self.socket = f"cockpit-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    def __call__(self, *args: str) -> str:
+        result = subprocess.run(["tmux", "-u", "-L", self.socket, *args], capture_output=True, text=True, timeout=20)
+        if result.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)} failed: {result.stderr}")
+        return result.stdout
+
+    def start(self, command: str, width: int, height: int, cwd: Path) -> None:
+        self("new-session", "-d", "-s", "app", "-x", str(width), "-y", str(height), "-c", str(cwd),
+             # pytest leaves COLUMNS=80 LINES=24 in the C environment its children inherit, and a
+             # Textual app believes those over the terminal: drop them, as a login shell would not have them.
+             f"env -u COLUMNS -u LINES TERM=xterm-256color LANG=C.UTF-8 {command}")
+        self("set-option", "-t", "app", "remain-on-exit", "on")  # keep the last screen to show on failure
+
+    def screen(self) -> str:
+        return self("capture-pane", "-p", "-t", "app")
+
+    def keys(self, *keys: str) -> None:
+        self("send-keys", "-t", "app", *keys)
+
+    def pane_pid(self) -> int:
+        return int(self("list-panes", "-t", "app", "-F", "#{pane_pid}").split()[0])
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=20)
+
+
+@pytest.fixture
+def tmux() -> Iterator[Tmux]:
+    server = Tmux()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def cockpit_showing(screen: str, name: str) -> bool:
+    """The status line names the run and says running, and the loss plot has drawn points."""
+    status = next((line for line in screen.splitlines() if name in line), "")
+    return "running" in status and "train loss" in screen and bool(BRAILLE.search(screen))
+
+
+# --- a terminal ----------------------------------------------------------------------------
+def test_cockpit_run_in_a_terminal(tmp_path, tmux):
+    config = write_config(tmp_path)
+    work = tmp_path / "w"
+    try:
+        tmux.start(f"sh -c '{COCKPIT} run {config} --work-dir {work}; echo $? > {tmp_path}/rc'", 100, 30, tmp_path)
+        wait_for(lambda: cockpit_showing(tmux.screen(), "tuirun_"), "the cockpit: status line and a plot",
+                 show=tmux.screen)
+        assert "hooks, in execution order" not in tmux.screen(), "100 columns is the narrow layout"
+
+        tmux.keys("s")
+        wait_for(lambda: list(work.glob("iter_*.pth")), "the checkpoint that s asked for", show=tmux.screen)
+
+        tmux("resize-window", "-t", "app", "-x", "160", "-y", "45")
+        wait_for(lambda: "hooks, in execution order" in tmux.screen(), "the hooks pane at 160x45",
+                 show=tmux.screen)
+        assert len(tmux.screen().splitlines()) == 45
+
+        tmux.keys("q")
+        wait_for(lambda: "Leave the cockpit?" in tmux.screen(), "the quit screen", show=tmux.screen)
+        tmux.keys("s")
+        rc = wait_for(lambda: (tmp_path / "rc").is_file() and (tmp_path / "rc").read_text().strip(),
+                      "cockpit run to exit", show=tmux.screen)
+        assert rc == "0", tmux.screen()
+        record = run_record(work)
+        assert record["status"] == "stopped", record
+        assert "stopped (command 'stop')" in next(work.glob("*/console.log")).read_text()
+    finally:
+        end_process(int(run_record(work).get("pid", 0) or 0))
+
+
+# --- over SSH ------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def sshd(tmp_path) -> Iterator[dict]:
+    """An sshd on a free loopback port that lets root in with a key made here."""
+    if not Path("/usr/sbin/sshd").is_file():
+        pytest.skip("/usr/sbin/sshd is missing (apt-get install openssh-server)")
+    folder = tmp_path / "ssh"
+    folder.mkdir()
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation directory
+    for name in ("host_key", "user_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / name)], check=True)
+    (folder / "authorized_keys").write_text((folder / "user_key.pub").read_text())
+    port = free_port()
+    pid_file = folder / "sshd.pid"
+    (folder / "sshd_config").write_text(f"""
+ListenAddress 127.0.0.1
+Port {port}
+HostKey {folder / 'host_key'}
+PidFile {pid_file}
+AuthorizedKeysFile {folder / 'authorized_keys'}
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+PrintMotd no
+PrintLastLog no
+""")
+    log = folder / "sshd.log"
+    started = subprocess.run(["/usr/sbin/sshd", "-f", str(folder / "sshd_config"), "-E", str(log)],
+                             capture_output=True, text=True, timeout=30)
+    assert started.returncode == 0, started.stderr
+    try:
+        wait_for(lambda: pid_file.is_file() and pid_file.read_text().strip(), "sshd's pid file", timeout=20,
+                 show=lambda: log.read_text() if log.exists() else "")
+        yield {"port": port, "key": folder / "user_key", "known_hosts": folder / "known_hosts", "log": log}
+    finally:
+        if pid_file.is_file():
+            end_process(int(pid_file.read_text().split()[0]))
+
+
+def ssh_client_pid(tmux: Tmux) -> int:
+    """The ``ssh`` process in the pane: the pane's process, or the one it started."""
+    pid = tmux.pane_pid()
+    for _ in range(3):
+        if Path(f"/proc/{pid}/comm").read_text().strip() == "ssh":
+            return pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if not children:
+            break
+        pid = int(children[0])
+    raise AssertionError(f"no ssh process under the pane (pid {tmux.pane_pid()})")
+
+
+def test_cockpit_attach_over_ssh_and_a_dropped_connection(tmp_path, tmux, sshd):
+    config = write_config(tmp_path)
+    work = tmp_path / "w"
+    started = subprocess.run([*COCKPIT.split(), "run", str(config), "--detach", "--work-dir", str(work)],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    run_pid = int(re.search(r"\(pid (\d+)\)", started.stdout).group(1))
+    try:
+        remote = (f"cd {tmp_path} && env PATH={VENV_BIN}:/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 "
+                  f"{COCKPIT} attach {work}")
+        tmux.start(f"ssh -tt -F /dev/null -i {sshd['key']} -p {sshd['port']} "
+                   f"-o UserKnownHostsFile={sshd['known_hosts']} -o StrictHostKeyChecking=accept-new "
+                   f"-o BatchMode=yes root@127.0.0.1 '{remote}'", 120, 40, tmp_path)
+        wait_for(lambda: cockpit_showing(tmux.screen(), "tuirun_"), "the cockpit over ssh",
+                 show=lambda: tmux.screen() + sshd["log"].read_text())
+
+        tmux.keys("s")
+        wait_for(lambda: list(work.glob("iter_*.pth")), "the checkpoint that s asked for, sent across ssh",
+                 show=tmux.screen)
+
+        # The connection drops: the ssh client dies without a word.
+        os.kill(ssh_client_pid(tmux), signal.SIGKILL)
+        assert run_record(work)["status"] == "running"
+        (tmp_path / "hold").unlink()  # let the run go at full speed to its end
+        wait_for(lambda: run_record(work).get("status") == "finished", "the run to finish without its view",
+                 timeout=120, show=lambda: json.dumps(run_record(work)))
+        assert (work / "epoch_2.pth").is_file()
+        # The cockpit on the far side of the dropped connection went away too.
+        wait_for(lambda: not processes_running("attach", str(work)), "the remote `cockpit attach` to exit",
+                 timeout=20, show=lambda: str(processes_running("attach", str(work))))
+    finally:
+        end_process(run_pid)
+        for pid in processes_running("attach", str(work)):  # the remote side, if it outlived the connection
+            end_process(pid, signal.SIGKILL)
