@@ -1,16 +1,18 @@
 """Terminal cockpit benchmarks, each next to its baseline from the same run.
 
-1. Frames with a long history: a ``RunState`` holding 1,000,000 ``train/loss`` (and ``train/lr``,
-   ``train/time``, ``train/data_time``) points, shown by ``CockpitApp`` under ``App.run_test``
-   at 160x45, against the same with 1,000 points. Measured, as medians:
+1. Frames with a long history: ``CockpitApp`` under ``App.run_test`` at 160x45 showing a run
+   whose ``RunState`` got 1,000,000 points of ``train/loss`` (and ``train/lr``, ``train/time``,
+   ``train/data_time``), against the same with 1,000 points. The long history reaches the state
+   two ways: in one snapshot (a ``RunState`` loaded with 1M points), and as 1M ``ScalarUpdated``
+   events per scalar (what a view that watched the whole run holds). Medians of:
    - ``ScalarPlot.draw`` of the loss plot (smoothing, downsampling, handing points to plotext);
    - the loss plot's render (plotext builds its character canvas);
    - a full screen refresh: ``app.redraw()`` after invalidating the drawn version (all panes
      draw again, as after a resize), then the paint: until every widget's refresh reached the
      screen and ``Screen._on_timer_update()`` (what ``Pilot.pause()`` ends with) has run --
      reported whole and split into the two;
-   - the same as the brief measures it, ``app.redraw()`` + ``await pilot.pause()`` (wall clock,
-     which includes the Pilot's idle detection, ~20 ms granular, and its CPU time).
+   - ``app.redraw()`` + ``await pilot.pause()`` (wall clock, which includes the Pilot's idle
+     detection, ~20 ms granular, and the CPU time of the same).
    Target: a full refresh under 50 ms.
 2. Start-up: ``cockpit run demos/digits.py`` in a private tmux server at 160x45, from starting
    the command to the first ``capture-pane`` that shows the status line, and to the first that
@@ -59,19 +61,38 @@ def ms(seconds: list[float]) -> float:
 
 
 # --- 1. frames --------------------------------------------------------------------------------
-async def measure_frames(points: int, reps: int, profile: bool) -> dict[str, float | str]:
+def feed_events(state, scalars: dict) -> None:  # noqa: ANN001 - a RunState
+    """Apply every point of ``scalars`` as the channel's ``ScalarUpdated`` events, in step order."""
+    series = list(scalars.items())
+    apply = state.apply
+    for index in range(len(series[0][1]["steps"])):
+        for key, data in series:
+            if index < len(data["steps"]):
+                apply({"t": "ScalarUpdated", "key": key, "step": data["steps"][index], "value": data["values"][index]})
+
+
+async def measure_frames(points: int, reps: int, profile: bool, feed: str = "snapshot") -> dict[str, float | str]:
+    """Frame times with ``points`` of history, which reached the state in a snapshot or as events."""
     snapshot = build_snapshot(iters=points)
+    scalars = snapshot["scalars"]
+    if feed == "events":
+        snapshot = {**snapshot, "scalars": {}}
     # No timer frames while measuring: the app draws only when asked.
     app = CockpitApp(StaticSource(snapshot), frame_rate=1e-3, live=False, clock=lambda: FIXED_TIME)
     out: dict[str, float | str] = {}
     async with app.run_test(size=SIZE) as pilot:
         while not app.state.version:  # the feed thread loads the snapshot
             await pilot.pause(0.01)
+        if feed == "events":
+            started = time.perf_counter()
+            with app.lock:
+                feed_events(app.state, scalars)
+            out["feed s"] = time.perf_counter() - started
         await pilot.pause()
         app.redraw()
         await pilot.pause()  # the first frame, not measured
         plot = app.query_one("#loss-plot", ScalarPlot)
-        assert len(app.state.scalars["train/loss"].steps) == points
+        out["held points"] = len(app.state.scalars["train/loss"].steps)
 
         draw, render = [], []
         for _ in range(reps):
@@ -140,26 +161,39 @@ async def measure_frames(points: int, reps: int, profile: bool) -> dict[str, flo
 
 def report_frames(args: argparse.Namespace) -> bool:
     make_checkpoint_files()
+    cases = {"base": (1_000, "snapshot"), "snapshot": (args.points, "snapshot"), "events": (args.points, "events")}
     results = {}
-    for points, reps in ((1_000, args.reps), (args.points, args.reps)):
+    for name, (points, feed) in cases.items():
         started = time.perf_counter()
-        results[points] = asyncio.run(measure_frames(points, reps, profile=False))
-        print(f"  measured {points:,} points in {time.perf_counter() - started:.1f} s", flush=True)
-    base, big = results[1_000], results[args.points]
-    print(f"\n1. frames at {SIZE[0]}x{SIZE[1]}, medians of {args.reps} (ms); baseline 1,000 points")
-    print(f"   {'':28}{'1,000 pts':>12}{f'{args.points:,} pts':>16}{'ratio':>8}")
+        results[name] = asyncio.run(measure_frames(points, args.reps, profile=False, feed=feed))
+        print(f"  measured {points:,} points ({feed}) in {time.perf_counter() - started:.1f} s", flush=True)
+    base = results["base"]
+    print(f"\n1. frames at {SIZE[0]}x{SIZE[1]}, medians of {args.reps} (ms); baseline 1,000 points. The long history")
+    print("   reached the state once in a snapshot (the brief's 'RunState with 1M points'), once as 1M events")
+    print("   per scalar (what a view that watched the whole run holds).")
+    print(f"   {'':22}{'1,000 pts':>12}{'1M snapshot':>16}{'ratio':>8}{'1M events':>14}{'ratio':>8}"
+          if args.points == 1_000_000 else
+          f"   {'':22}{'1,000 pts':>12}{f'{args.points:,} snapshot':>16}{'ratio':>8}{f'{args.points:,} events':>14}"
+          f"{'ratio':>8}")
     for key in ("loss draw", "loss render", "redraw", "paint", "refresh", "redraw+pause wall", "redraw+pause cpu"):
-        ratio = big[key] / base[key] if base[key] else float("nan")
-        print(f"   {key:28}{base[key]:12.1f}{big[key]:16.1f}{ratio:8.1f}x")
-    print(f"   loss plot hands plotext {base['drawn points']} / {big['drawn points']} points")
-    ok = big["refresh"] < TARGET_MS
-    print(f"   full refresh with {args.points:,} points: {big['refresh']:.1f} ms "
-          f"(target < {TARGET_MS:.0f} ms): {'met' if ok else 'MISSED'}")
-    if not ok and args.profile:
-        print("\n   where the time of one slow refresh goes (cProfile, cumulative):")
-        profiled = asyncio.run(measure_frames(args.points, 1, profile=True))
-        for line in str(profiled["profile"]).splitlines():
-            print("   " + line[:160])
+        snap, events = results["snapshot"][key], results["events"][key]
+        print(f"   {key:22}{base[key]:12.1f}{snap:16.1f}{snap / base[key]:7.1f}x{events:14.1f}{events / base[key]:7.1f}x")
+    print(f"   train/loss points the state holds: {base['held points']:,} / {results['snapshot']['held points']:,} / "
+          f"{results['events']['held points']:,}; the loss plot hands plotext {base['drawn points']} / "
+          f"{results['snapshot']['drawn points']} / {results['events']['drawn points']}; feeding the events took "
+          f"{results['events']['feed s']:.1f} s")
+    ok = True
+    for name in ("snapshot", "events"):
+        refresh = results[name]["refresh"]
+        met = refresh < TARGET_MS
+        ok = ok and met
+        print(f"   full refresh, {args.points:,} points by {name}: {refresh:.1f} ms (target < {TARGET_MS:.0f} ms): "
+              f"{'met' if met else 'MISSED'}")
+        if not met and args.profile:
+            print(f"\n   where the time of one slow refresh goes ({name}; cProfile, cumulative, ~2-3x slower):")
+            profiled = asyncio.run(measure_frames(args.points, 1, profile=True, feed=name))
+            for line in str(profiled["profile"]).splitlines():
+                print("   " + line[:160])
     return ok
 
 

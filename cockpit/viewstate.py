@@ -56,10 +56,15 @@ def smooth(values: list[float], weight: float = 0.9) -> list[float]:
 
 @dataclass
 class Series:
-    """One scalar's points as the view has them."""
+    """One scalar's points as the view has them, bounded like the hub's history.
+
+    Past ``limit`` points, the older half is folded into min/max pairs (spikes survive),
+    so a frame never has to walk a million points.
+    """
 
     steps: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
+    limit: int = 8192
 
     def append(self, step: int, value: float) -> None:
         if self.steps and step < self.steps[-1]:
@@ -68,6 +73,42 @@ class Series:
             del self.steps[cut:], self.values[cut:]
         self.steps.append(step)
         self.values.append(value)
+        if len(self.steps) > self.limit:
+            self._fold(len(self.steps) // 2)
+
+    def bound(self) -> Series:
+        """Fold until at most ``limit`` points remain (for series loaded whole, from a snapshot)."""
+        while len(self.steps) > self.limit:
+            self._fold(len(self.steps) // 2)
+        return self
+
+    def _fold(self, count: int) -> None:
+        """Fold the oldest ``count`` points into ``limit // 8`` step ranges, keeping each range's min and max.
+
+        Ranges are by step, not by index, so folding again and again keeps the whole run's
+        span evenly covered (and its first point), at most ``limit // 4`` points for the past.
+        """
+        steps, values = self.steps[:count], self.values[:count]
+        first, last = steps[0], steps[-1]
+        width = max(1.0, (last - first + 1) / max(1, self.limit // 8))
+        out_steps, out_values = [first], [values[0]]
+        bucket, low, high = None, None, None
+        for step, value in zip(steps[1:], values[1:], strict=True):
+            index = int((step - first) / width)
+            if index != bucket:
+                for point in sorted({low, high} - {None}):
+                    out_steps.append(point[0])
+                    out_values.append(point[1])
+                bucket, low, high = index, (step, value), (step, value)
+            elif value < low[1]:
+                low = (step, value)
+            elif value > high[1]:
+                high = (step, value)
+        for point in sorted({low, high} - {None}):
+            out_steps.append(point[0])
+            out_values.append(point[1])
+        self.steps[:count] = out_steps
+        self.values[:count] = out_values
 
     @property
     def last(self) -> float:
@@ -108,7 +149,7 @@ class RunState:
         self.status = snapshot["status"]
         self.status_detail = snapshot.get("status_detail", "")
         self.info = dict(snapshot.get("info", {}))
-        self.scalars = {k: Series(list(v["steps"]), list(v["values"])) for k, v in snapshot["scalars"].items()}
+        self.scalars = {k: Series(list(v["steps"]), list(v["values"])).bound() for k, v in snapshot["scalars"].items()}
         self.hooks = [(stage, [tuple(entry) for entry in entries]) for stage, entries in snapshot.get("hooks", [])]
         self.hook_stats = {}
         for key, (count, total) in snapshot.get("hook_timings", {}).items():
