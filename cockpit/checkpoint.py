@@ -131,8 +131,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", trusted:
             ) from None
         detail = next((line for line in lines if "error" in line.lower() and "Weights only" not in line), lines[-1:])
         raise CheckpointError(f"{path} is truncated or corrupt and cannot be loaded ({detail})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
-        raise CheckpointError(f"{path} is truncated or corrupt and cannot be loaded ({error})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError, TypeError,
+            AttributeError) as error:
+        # Arbitrary bytes can make torch's legacy unpickler fail in many ways: all mean "corrupt".
+        raise CheckpointError(f"{path} is truncated or corrupt and cannot be loaded "
+                              f"({type(error).__name__}: {error})") from None
 
 
 def check_cockpit_checkpoint(checkpoint: Any, path: str | os.PathLike) -> dict[str, Any]:

@@ -65,7 +65,8 @@ class ScalarPlot:
     def trace(self, name: str) -> Any:
         """The trace called ``name`` (``train/loss``, ``train/loss (smoothed)``, ``train/lr``...), or None."""
         index = self._indexes.get(name)
-        return None if index is None else self.figure.data[index]
+        data = self.figure.data  # the update thread may have named a trace it has not added yet
+        return data[index] if index is not None and index < len(data) else None
 
     def show(self, state: RunState) -> None:
         """Redraw from ``state`` (call from one thread at a time)."""
