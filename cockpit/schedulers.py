@@ -5,6 +5,12 @@ inside ``[begin, end)``, counted in epochs (``by_epoch=True``) or iterations.
 A list of them gives warm-up then decay: ``LinearLR`` for ``[0, 100)`` iterations,
 ``CosineAnnealingLR`` from 100 on. ``convert_to_iter_based=True`` turns an
 epoch-based schedule into the same curve stepped every iteration.
+
+Without an ``end``, a scheduler runs to the end of training, as MMEngine's
+``Runner.build_param_scheduler`` arranges: ``end`` defaults to ``max_epochs`` for
+an epoch-based scheduler (also one converted to iterations, which then ends at
+``max_epochs * epoch_length``) and to ``max_iters`` for an iteration-based one.
+``T_max`` and ``total_iters`` are derived from that ``end``.
 """
 
 from __future__ import annotations
@@ -17,6 +23,39 @@ import torch
 
 _EPOCH_LENGTH_FIELDS = ("T_max", "total_iters", "step_size", "T_0")
 
+#: MMEngine's stand-in for "never ends" (``mmengine.optim.scheduler.param_scheduler.INF``): lengths
+#: derived from an unbounded window (``total_iters``) use it so the curve matches MMEngine's.
+MMENGINE_INF = int(1e9)
+
+
+def default_end(by_epoch: bool, max_epochs: int | None, max_iters: int | None) -> float:
+    """The ``end`` MMEngine gives a scheduler config without one.
+
+    MMEngine 0.10.7 (``Runner._build_param_scheduler``) sets ``end`` to the train loop's
+    ``max_epochs`` when the config's ``by_epoch`` (default True) is true, even with
+    ``convert_to_iter_based=True`` (the conversion then multiplies it by the epoch length),
+    and to ``max_iters`` otherwise. An iteration-based train loop has ``max_epochs == 1``.
+    Without a train loop (``None`` here) the scheduler never ends.
+    """
+    limit = max_epochs if by_epoch else max_iters
+    return math.inf if limit is None else limit
+
+
+def _resolve_eta_min(kwargs: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
+    """MMEngine's ``eta_min_ratio`` (the floor as a fraction of the initial lr) as torch's ``eta_min``."""
+    ratio = kwargs.pop("eta_min_ratio", None)
+    if kwargs.get("eta_min", 0.0) is None:
+        kwargs.pop("eta_min")  # MMEngine: eta_min=None without a ratio means 0
+    if ratio is None:
+        return
+    if "eta_min" in kwargs:
+        raise ValueError("give eta_min or eta_min_ratio, not both (as in MMEngine)")
+    initial = {group.get("initial_lr", group["lr"]) for group in optimizer.param_groups}
+    if len(initial) != 1:
+        raise ValueError("eta_min_ratio with parameter groups of different learning rates is not supported: "
+                         "write eta_min=... instead")
+    kwargs["eta_min"] = initial.pop() * ratio
+
 
 class ParamScheduler:
     """One torch scheduler, active in ``[begin, end)``.
@@ -26,23 +65,38 @@ class ParamScheduler:
         optimizer: the torch optimizer it drives.
         by_epoch: count epochs (stepped after each epoch) or iterations.
         begin: first epoch/iteration it is active.
-        end: the epoch/iteration it stops at (``math.inf`` for never).
+        end: the epoch/iteration it stops at; ``None`` (or leaving it out) means MMEngine's
+            default, the end of training: ``max_epochs`` if ``by_epoch`` else ``max_iters``
+            (see :func:`default_end`), and never (``math.inf``) when those are not given.
         convert_to_iter_based: with ``by_epoch=True``, step every iteration instead,
             with ``begin``, ``end`` and the length arguments scaled by the epoch length.
+            As in MMEngine, ``gamma`` is not rescaled: a converted ``ExponentialLR``
+            multiplies the learning rate by ``gamma`` every iteration.
         epoch_length: iterations per epoch (needed to convert).
+        max_epochs: the train loop's ``max_epochs`` (1 for an iteration-based loop), for the default ``end``.
+        max_iters: the train loop's ``max_iters``, for the default ``end``.
         **kwargs: the torch scheduler's own arguments. ``T_max`` defaults to ``end - begin``
             and ``total_iters`` to ``end - begin - 1`` (the last unit inside the window has the
-            final value), as in MMEngine.
+            final value), as in MMEngine. MMEngine's ``eta_min_ratio`` sets ``eta_min`` to that
+            fraction of the initial learning rate.
 
     Outside ``[begin, end)`` the scheduler leaves the learning rate alone: before ``begin``
     it has not started, from ``end`` on the last value stays.
     """
 
     def __init__(self, scheduler_cls: type, optimizer: torch.optim.Optimizer, *, by_epoch: bool = True,
-                 begin: int = 0, end: float = math.inf, convert_to_iter_based: bool = False,
-                 epoch_length: int | None = None, **kwargs: Any) -> None:
+                 begin: int = 0, end: float | None = None, convert_to_iter_based: bool = False,
+                 epoch_length: int | None = None, max_epochs: int | None = None, max_iters: int | None = None,
+                 **kwargs: Any) -> None:
+        end_given = end is not None
+        if end is None:
+            end = default_end(by_epoch, max_epochs, max_iters)
         if end <= begin:
-            raise ValueError(f"scheduler end ({end}) must be greater than begin ({begin})")
+            if end_given:
+                raise ValueError(f"scheduler end ({end}) must be greater than begin ({begin})")
+            limit = "max_epochs" if by_epoch else "max_iters"
+            raise ValueError(f"scheduler begin ({begin}) is not before its default end, train_cfg's {limit} "
+                             f"({end}); set end=... after begin, or lower begin")
         if convert_to_iter_based:
             if not by_epoch:
                 raise ValueError("convert_to_iter_based=True only applies to by_epoch=True schedulers")
@@ -52,20 +106,26 @@ class ParamScheduler:
             end = end if math.isinf(end) else int(end * epoch_length)
             for field in _EPOCH_LENGTH_FIELDS:
                 if field in kwargs:
-                    kwargs[field] = int(kwargs[field] * epoch_length)
+                    kwargs[field] = kwargs[field] * epoch_length
             if "milestones" in kwargs:
-                kwargs["milestones"] = [int(m * epoch_length) for m in kwargs["milestones"]]
-            if scheduler_cls is torch.optim.lr_scheduler.ExponentialLR and "gamma" in kwargs:
-                kwargs["gamma"] = kwargs["gamma"] ** (1 / epoch_length)
+                kwargs["milestones"] = [m * epoch_length for m in kwargs["milestones"]]
             by_epoch = False
         parameters = inspect.signature(scheduler_cls).parameters
-        if not math.isinf(end):
-            if "T_max" in parameters and "T_max" not in kwargs:
-                kwargs["T_max"] = int(end - begin)
+        if "eta_min" in parameters:
+            _resolve_eta_min(kwargs, optimizer)
+        if math.isinf(end):
+            if "total_iters" in parameters and "total_iters" not in kwargs:
+                # MMEngine: end - begin - 1 with end = INF, i.e. the change never completes
+                # (torch's own default of 5 steps would be a different curve).
+                kwargs["total_iters"] = MMENGINE_INF - begin - 1
+        else:
+            if "T_max" in parameters and not kwargs.get("T_max"):
+                kwargs["T_max"] = int(end - begin)  # MMEngine: ``T_max or (end - begin)``
             if "total_iters" in parameters and "total_iters" not in kwargs:
                 kwargs["total_iters"] = max(1, int(end - begin - 1))
-        if "T_max" in parameters and "T_max" not in kwargs:
-            raise ValueError(f"{scheduler_cls.__name__} needs T_max or a finite end")
+        if "T_max" in parameters and not kwargs.get("T_max"):
+            raise ValueError(f"{scheduler_cls.__name__} needs T_max or an end: set end=... (or T_max=...); "
+                             "the runner defaults end to train_cfg's max_epochs/max_iters")
         self.by_epoch = by_epoch
         self.begin = begin
         self.end = end
