@@ -59,7 +59,7 @@ from cockpit import BaseModel, Hook, MessageHub, Runner  # noqa: E402
 from cockpit.channel.auth import ConnectionError_  # noqa: E402
 from cockpit.channel.client import RunClient  # noqa: E402
 from cockpit.channel.server import ChannelServer  # noqa: E402
-from cockpit.control import Command  # noqa: E402
+from cockpit.commands import Command  # noqa: E402
 
 FINAL = ("finished", "stopped", "failed")
 BATCH = 32

@@ -22,6 +22,72 @@ import torch
 from torch.utils.data import DataLoader
 
 from cockpit.errors import ConfigError
+from cockpit.evaluator import BaseMetric, Evaluator
+from cockpit.hooks.base import Hook
+from cockpit.loops import EpochBasedTrainLoop, IterBasedTrainLoop, TestLoop, ValLoop
+from cockpit.optim import OptimWrapper
+from cockpit.schedulers import ParamScheduler
+
+#: The runner's keys, MMEngine's names.
+RUNNER_KEYS = (
+    "model", "work_dir", "experiment_name", "train_dataloader", "optim_wrapper", "param_scheduler", "train_cfg",
+    "val_dataloader", "val_evaluator", "val_cfg", "test_dataloader", "test_evaluator", "test_cfg",
+    "default_hooks", "custom_hooks", "load_from", "resume", "launcher", "env_cfg", "log_processor",
+    "log_level", "randomness",
+)
+
+#: MMEngine's default hooks; ``default_hooks`` in a config overrides or (with None) removes them.
+DEFAULT_HOOKS: dict[str, dict] = {
+    "runtime_info": {"type": "RuntimeInfoHook"},
+    "timer": {"type": "IterTimerHook"},
+    "sampler_seed": {"type": "DistSamplerSeedHook"},
+    "logger": {"type": "LoggerHook"},
+    "param_scheduler": {"type": "ParamSchedulerHook"},
+    "checkpoint": {"type": "CheckpointHook", "interval": 1},
+}
+
+
+def _all_or_none(names: tuple[str, ...], values: tuple[Any, ...], file: str | None) -> None:
+    given = [n for n, v in zip(names, values, strict=True) if v is not None]
+    if given and len(given) != len(names):
+        missing = [n for n in names if n not in given]
+        raise ConfigError(
+            f"{', '.join(names)} should be either all None or not None, but {', '.join(given)} "
+            f"{'is' if len(given) == 1 else 'are'} set and {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not",
+            file=file, key=missing[0], fix=f"set {' and '.join(missing)} too, or remove {' and '.join(given)}",
+        )
+
+
+def check_runner_keys(keys: Mapping[str, Any], file: str | None) -> None:
+    """MMEngine's rules for which runner keys go together; a ConfigError naming the fix otherwise."""
+    get = keys.get
+    _all_or_none(("train_dataloader", "train_cfg", "optim_wrapper"),
+                 (get("train_dataloader"), get("train_cfg"), get("optim_wrapper")), file)
+    if get("param_scheduler") is not None and get("optim_wrapper") is None:
+        raise ConfigError("param_scheduler should be None when optim_wrapper is None", file=file,
+                          key="param_scheduler",
+                          fix="add optim_wrapper (and train_dataloader, train_cfg) or remove param_scheduler")
+    for mode in ("val", "test"):
+        names = (f"{mode}_dataloader", f"{mode}_cfg", f"{mode}_evaluator")
+        _all_or_none(names, tuple(get(n) for n in names), file)
+    if isinstance(get("resume"), str) and get("load_from") is not None:
+        raise ConfigError("If resume is a str, load_from should be None.", file=file, key="load_from",
+                          fix="use resume='path' to resume, or load_from='path' with resume=False for weights")
+    if get("launcher", "none") not in ("none", "pytorch", "slurm"):
+        raise ConfigError(f"launcher must be 'none', 'pytorch' or 'slurm', got {get('launcher')!r}", file=file,
+                          key="launcher", fix="use launcher='pytorch' under torchrun")
+
+
+def merged_default_hooks(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """MMEngine's default hooks with ``default_hooks`` applied (a None value removes one)."""
+    merged: dict[str, Any] = dict(DEFAULT_HOOKS)
+    for name, hook in (overrides or {}).items():
+        if hook is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = hook
+    return merged
 
 #: Cockpit's own hooks, loops, metrics, optimizer wrappers and samplers, by short name.
 BUILTINS: dict[str, str] = {
@@ -184,8 +250,6 @@ class Builder:
         return model
 
     def build_optim_wrapper(self, cfg: Any, model: torch.nn.Module) -> Any:
-        from cockpit.optim import OptimWrapper
-
         if isinstance(cfg, OptimWrapper):
             return cfg
         if isinstance(cfg, torch.optim.Optimizer):
@@ -205,9 +269,9 @@ class Builder:
             optimizer = self.build(optimizer_cfg, "optim_wrapper.optimizer", params=model.parameters())
         return self.call(wrapper_type, {"optimizer": optimizer, **cfg}, "optim_wrapper")
 
-    def build_param_schedulers(self, cfg: Any, optim_wrapper: Any, epoch_length: int | None) -> list[Any]:
-        from cockpit.schedulers import ParamScheduler
-
+    def build_param_schedulers(self, cfg: Any, optim_wrapper: Any, epoch_length: int | None,
+                               max_epochs: int | None = None, max_iters: int | None = None) -> list[Any]:
+        """The schedulers; one without ``end`` runs to ``max_epochs``/``max_iters``, as in MMEngine."""
         if cfg is None:
             return []
         items = cfg if isinstance(cfg, (list, tuple)) else [cfg]
@@ -222,7 +286,8 @@ class Builder:
                                  "write dict(type='CosineAnnealingLR', by_epoch=False, begin=0, end=1000)")
             item = dict(item)
             scheduler_cls = self.resolve(item.pop("type"), key)
-            kwargs = {"optimizer": optim_wrapper.optimizer, "epoch_length": epoch_length, **item}
+            kwargs = {"optimizer": optim_wrapper.optimizer, "epoch_length": epoch_length,
+                      "max_epochs": max_epochs, "max_iters": max_iters, **item}
             try:
                 schedulers.append(ParamScheduler(scheduler_cls, **kwargs))
             except (TypeError, ValueError) as error:
@@ -263,8 +328,6 @@ class Builder:
         return self.call(DataLoader, kwargs, key)
 
     def build_evaluator(self, cfg: Any, key: str) -> Any:
-        from cockpit.evaluator import BaseMetric, Evaluator
-
         if isinstance(cfg, Evaluator):
             return cfg
         if isinstance(cfg, Mapping) and self._type_name(cfg) == "Evaluator":
@@ -286,8 +349,6 @@ class Builder:
         return value if isinstance(value, str) else getattr(value, "__name__", None)
 
     def build_train_loop(self, cfg: Any, runner: Any, dataloader: Any) -> Any:
-        from cockpit.loops import EpochBasedTrainLoop, IterBasedTrainLoop
-
         if not isinstance(cfg, Mapping):
             return cfg
         cfg = dict(cfg)
@@ -306,8 +367,6 @@ class Builder:
         return self.call(loop_type, {"runner": runner, "dataloader": dataloader, **cfg}, "train_cfg")
 
     def build_eval_loop(self, cfg: Any, key: str, runner: Any, dataloader: Any, evaluator: Any) -> Any:
-        from cockpit.loops import TestLoop, ValLoop
-
         if not isinstance(cfg, Mapping):
             return cfg
         cfg = dict(cfg)
@@ -316,8 +375,6 @@ class Builder:
         return self.call(loop_type, {"runner": runner, "dataloader": dataloader, "evaluator": evaluator, **cfg}, key)
 
     def build_hook(self, cfg: Any, key: str) -> Any:
-        from cockpit.hooks.base import Hook
-
         priority = None
         if isinstance(cfg, Mapping):
             cfg = dict(cfg)

@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from cockpit.cfg_options import CfgOptionsAction
 from cockpit.channel.auth import ConnectionError_
 from cockpit.errors import CheckpointError, ConfigError
 
@@ -35,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
                     "terminal it trains here, printing progress lines.")
     run.add_argument("config", help="the Python config file")
     run.add_argument("--work-dir", help="where checkpoints and run folders go (default: work_dirs/<config name>)")
-    run.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
+    run.add_argument("--cfg-options", nargs="+", default=[], action=CfgOptionsAction, metavar="KEY=VALUE",
                      help="override config keys, e.g. train_cfg.max_epochs=5 model.hidden=64")
     run.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
                      help="resume from CKPT, or from the newest checkpoint in the work dir when no path is given")
@@ -63,8 +64,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Send one command to a live run and wait for its outcome. Exit status: 0 applied, "
                     "1 rejected or failed, 2 the run could not be reached. `cockpit ctl RUN help` lists the "
                     "run's commands, including those its hooks offer.",
-        epilog="built-in commands: val, save, resume <path|latest|best>, pause, continue, stop [nosave], "
-               "set lr=<value> | set lr*=<factor>")
+        epilog="built-in commands:\n" + commands_help(_builtin_commands()),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     ctl.add_argument("run", help="a run folder, its connection file, or a folder of runs (its newest live one)")
     ctl.add_argument("name", metavar="COMMAND", help="the command, or 'help'")
     ctl.add_argument("args", nargs="*", help="the command's arguments")
@@ -73,8 +74,26 @@ def _parser() -> argparse.ArgumentParser:
     hooks = commands.add_parser("hooks", help="print the hook order of a config without training",
                                 description="Print, per stage, the hooks in execution order with their priorities.")
     hooks.add_argument("config", help="the Python config file")
-    hooks.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys")
+    hooks.add_argument("--cfg-options", nargs="+", default=[], action=CfgOptionsAction, metavar="KEY=VALUE", help="override config keys")
     return parser
+
+
+def commands_help(commands: list[dict]) -> str:
+    """``usage  description`` lines for a run's commands (as the run describes them)."""
+    lines = []
+    for command in commands:
+        usage = command.get("usage") or command["name"]
+        lines.append(f"  {usage:<28} {command['description']}")
+        for arg in command.get("args", []):
+            if isinstance(arg, dict) and arg.get("help"):
+                lines.append(f"  {'':<28}   {arg['name']}: {arg['help']}")
+    return "\n".join(lines)
+
+
+def _builtin_commands() -> list[dict]:  # noqa: N802
+    from cockpit.commands import builtin_commands
+
+    return [command.describe() for command in builtin_commands()]
 
 
 def _load(args: argparse.Namespace):  # noqa: ANN202 - returns a Config
@@ -275,9 +294,7 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 
     with RunClient.connect(args.run) as client:
         if args.name == "help":
-            for command in client.commands():
-                usage = " ".join([command["name"], *command["args"]])
-                print(f"  {usage:<32} {command['description']}")
+            print(commands_help(client.commands()))
             return EXIT_OK
         outcome = client.command(args.name, *args.args, timeout=args.timeout)
     if not outcome.get("done"):
@@ -302,7 +319,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Like ``python -m``: modules in the current folder are importable from configs.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or bad usage (argparse printed why): an exit code, not a raise
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     handler = {"run": cmd_run, "attach": cmd_attach, "ls": cmd_ls, "ctl": cmd_ctl, "hooks": cmd_hooks}[args.command]
     try:
         return handler(args)

@@ -100,3 +100,17 @@ def _slurm_environment() -> None:
         first = subprocess.getoutput(f"scontrol show hostname {nodes} | head -n1").strip()
         os.environ["MASTER_ADDR"] = first
     os.environ.setdefault("MASTER_PORT", "29500")
+
+
+def default_device() -> torch.device:
+    """This process's GPU (``LOCAL_RANK`` under torchrun) when there is one, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def broadcast_tensors(tensors: list[torch.Tensor], src: int = 0) -> None:
+    """Overwrite ``tensors`` on every rank with rank ``src``'s (no-op outside a distributed run)."""
+    if is_distributed():
+        for tensor in tensors:
+            dist.broadcast(tensor, src)

@@ -13,8 +13,9 @@ Where each fires:
 ``StageTimed``     the dispatcher, after a stage ran: each hook it called, with its duration
 ``HooksChanged``   ``Runner.register_hook``: the hook table changed
 ``LogRecorded``    the run's logger, for every log record
-``CheckpointSaved`` ``Runner.save_checkpoint``, once the file is complete
-``StatusChanged``  the runner: running, paused, finished, failed, stopped...
+``CheckpointSaved`` the ``Checkpointer``, once the file is complete and fsynced
+``CheckpointRemoved`` the ``Checkpointer``, after rotation or a new best deleted a file
+``StatusChanged``  the runner and the steering: a ``Status`` value, and why
 ``CommandAccepted`` ``ControlQueue.submit``: a command was queued (its id)
 ``CommandFinished`` the training thread, once a command was applied, rejected
                    or failed, with a message saying what happened
@@ -23,8 +24,39 @@ Where each fires:
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 from dataclasses import dataclass
 from typing import Any
+
+
+class Status(enum.StrEnum):
+    """What a run is doing. A view that lost its run says ``DIED``; the run itself never does."""
+
+    CONNECTING = "connecting"
+    CREATED = "created"
+    RUNNING = "running"
+    VALIDATING = "validating"
+    PAUSED = "paused"
+    SAVING = "saving"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    DIED = "died"
+
+    @property
+    def ended(self) -> bool:
+        """True once the run takes no more commands."""
+        return self in ENDED
+
+
+#: The statuses after which a run takes no more commands (the one list of them).
+ENDED = frozenset({Status.FINISHED, Status.STOPPED, Status.FAILED, Status.DIED})
+
+
+def is_ended(status: str) -> bool:
+    """True for a status (``Status`` or its string) after which a run takes no more commands."""
+    return status in ENDED
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +127,14 @@ class CheckpointSaved(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class CheckpointRemoved(Event):
+    """A checkpoint file was deleted (rotation, or a new best replaced the old one)."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class StatusChanged(Event):
     """The run's status changed; ``detail`` explains a failure or a stop."""
 
@@ -119,3 +159,53 @@ class CommandFinished(Event):
     name: str
     outcome: str
     message: str
+
+
+#: Every event class by name: what ``decode_event`` accepts.
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (ScalarUpdated, InfoUpdated, StageEntered, StageTimed, HooksChanged, LogRecorded,
+                CheckpointSaved, CheckpointRemoved, StatusChanged, CommandAccepted, CommandFinished)
+}
+_FIELDS: dict[type, tuple[str, ...]] = {
+    cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in EVENT_TYPES.values()
+}
+
+
+def encode_event(event: Event) -> dict[str, Any]:
+    """An event as a JSON-ready dict: ``{"t": "ScalarUpdated", "seq": 12, ...}``."""
+    out: dict[str, Any] = {"t": type(event).__name__}
+    for name in _FIELDS[type(event)]:
+        out[name] = getattr(event, name)
+    return out
+
+
+class UnknownEvent(ValueError):
+    """An encoded event whose kind or fields this version does not know."""
+
+
+def decode_event(data: dict[str, Any]) -> Event:
+    """Undo ``encode_event``: the typed event back from its dict (lists become tuples).
+
+    Raises:
+        UnknownEvent: the ``t`` names no event, or the fields do not fit it.
+    """
+    cls = EVENT_TYPES.get(data.get("t", ""))
+    if cls is None:
+        raise UnknownEvent(f"unknown event kind {data.get('t')!r}")
+    try:
+        values = {name: _tupled(data[name]) if name in _TUPLE_FIELDS else data[name]
+                  for name in _FIELDS[cls] if name in data}
+        return cls(**values)
+    except TypeError as error:
+        raise UnknownEvent(f"bad {cls.__name__} event: {error}") from None
+
+
+_TUPLE_FIELDS = frozenset({"calls", "table", "args"})
+
+
+def _tupled(value: Any) -> Any:
+    """JSON turns tuples into lists; events hold tuples (hashable, frozen)."""
+    if isinstance(value, list):
+        return tuple(_tupled(v) for v in value)
+    return value

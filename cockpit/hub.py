@@ -125,7 +125,7 @@ class MessageHub:
         self._logs: deque[tuple[float, str, str]] = deque(maxlen=log_limit)
         self._checkpoints: list[dict[str, Any]] = []
         self._markers: list[dict[str, Any]] = []
-        self._status = "created"
+        self._status = ev.Status.CREATED
         self._status_detail = ""
 
     # --- events -------------------------------------------------------------
@@ -285,6 +285,12 @@ class MessageHub:
             self._checkpoints.append({"path": path, "epoch": epoch, "iter": iteration, "time": time.time()})
             self._emit(ev.CheckpointSaved, path, epoch, iteration)
 
+    def record_checkpoint_removed(self, path: str, reason: str) -> None:
+        """Note that a checkpoint file was deleted (rotation, a replaced best)."""
+        with self._lock:
+            self._checkpoints = [c for c in self._checkpoints if c["path"] != path]
+            self._emit(ev.CheckpointRemoved, path, reason)
+
     @property
     def checkpoints(self) -> list[dict[str, Any]]:
         return list(self._checkpoints)
@@ -301,6 +307,7 @@ class MessageHub:
 
     def set_status(self, status: str, detail: str = "") -> None:
         """Set the run status: created, running, paused, finished, failed, stopped..."""
+        status = ev.Status(status)  # a typo is an error here, not a view showing nonsense
         with self._lock:
             self._status = status
             self._status_detail = detail

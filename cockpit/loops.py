@@ -25,7 +25,7 @@ from cockpit.errors import ConfigError
 
 if TYPE_CHECKING:
     from cockpit.evaluator import Evaluator
-    from cockpit.runner import Runner
+    from cockpit.interface import RunContext
 
 
 def _check_workflow(workflow: Sequence, unit: str, has_val: bool) -> list[tuple[str, int]]:
@@ -57,7 +57,7 @@ def _seed_loader(dataloader: Any, seed: int) -> None:
 class BaseTrainLoop:
     """What both train loops share: position, validation schedule, stopping."""
 
-    def __init__(self, runner: Runner, dataloader: DataLoader, val_begin: int, val_interval: int) -> None:
+    def __init__(self, runner: RunContext, dataloader: DataLoader, val_begin: int, val_interval: int) -> None:
         self.runner = runner
         self.dataloader = dataloader
         self.val_begin = val_begin
@@ -137,7 +137,7 @@ class EpochBasedTrainLoop(BaseTrainLoop):
             replaces ``val_begin``/``val_interval`` when given.
     """
 
-    def __init__(self, runner: Runner, dataloader: DataLoader, max_epochs: int, val_begin: int = 1,
+    def __init__(self, runner: RunContext, dataloader: DataLoader, max_epochs: int, val_begin: int = 1,
                  val_interval: int = 1, workflow: Sequence | None = None) -> None:
         super().__init__(runner, dataloader, val_begin, val_interval)
         if not isinstance(max_epochs, int) or max_epochs < 1:
@@ -242,7 +242,7 @@ class IterBasedTrainLoop(BaseTrainLoop):
             a val phase runs that many validation batches and reports metrics on them.
     """
 
-    def __init__(self, runner: Runner, dataloader: DataLoader, max_iters: int, val_begin: int = 1,
+    def __init__(self, runner: RunContext, dataloader: DataLoader, max_iters: int, val_begin: int = 1,
                  val_interval: int = 1000, workflow: Sequence | None = None) -> None:
         super().__init__(runner, dataloader, val_begin, val_interval)
         if not isinstance(max_iters, int) or max_iters < 1:
@@ -320,15 +320,26 @@ class IterBasedTrainLoop(BaseTrainLoop):
                 and (self._iter % self.val_interval == 0 or self._iter == self._max_iters))
 
 
+def _sized(dataloader: Any) -> bool:
+    try:
+        len(dataloader.dataset)
+    except (TypeError, AttributeError):
+        return False
+    return True
+
+
 class _EvalLoop:
     """A pass over a dataloader in eval mode, feeding the evaluator."""
 
     stage = "val"
 
-    def __init__(self, runner: Runner, dataloader: DataLoader, evaluator: Evaluator) -> None:
+    def __init__(self, runner: RunContext, dataloader: DataLoader, evaluator: Evaluator) -> None:
         self.runner = runner
         self.dataloader = dataloader
         self.evaluator = evaluator
+        metainfo = getattr(getattr(dataloader, "dataset", None), "metainfo", None)
+        if metainfo is not None:  # as MMEngine's loops do: OpenMMLab metrics read it
+            evaluator.dataset_meta = metainfo
 
     def cycle(self) -> Iterator[Any]:
         """Batches forever (for iteration-based workflows' val phases)."""
@@ -348,7 +359,9 @@ class _EvalLoop:
             source = itertools.islice(source, num_batches)
         for batch_idx, data_batch in enumerate(source):
             self.run_iter(batch_idx, data_batch)
-        metrics = self.evaluator.evaluate()
+        # The dataset's size drops the padding a distributed sampler adds (MMEngine passes it too).
+        size = len(self.dataloader.dataset) if num_batches is None and _sized(self.dataloader) else None
+        metrics = self.evaluator.evaluate(size)
         runner.call_hook(f"after_{stage}_epoch", metrics=metrics)
         runner.call_hook(f"after_{stage}")
         runner.model.train(was_training)

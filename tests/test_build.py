@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ToyData, ToyNet
+from support import ToyData, ToyNet
 
 import cockpit
 from cockpit import cli
@@ -209,7 +209,7 @@ def test_runner_builds_every_type_form_from_a_config_file(tmp_path):
     assert type(runner.optim_wrapper) is cockpit.OptimWrapper
     assert type(runner.optim_wrapper.optimizer) is torch.optim.AdamW
     assert runner.optim_wrapper.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
-    checkpoint_hooks = [h for h in runner.hooks.hooks if isinstance(h, cockpit.CheckpointHook)]
+    checkpoint_hooks = [h for h in runner.hooks if isinstance(h, cockpit.CheckpointHook)]
     assert [h.interval for h in checkpoint_hooks] == [2]
     assert isinstance(runner.train_loop, cockpit.EpochBasedTrainLoop)
     assert isinstance(runner.train_loop.dataloader.sampler, cockpit.DefaultSampler)

@@ -7,56 +7,25 @@ import pickle
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TESTS_DIR
+from support import child_env, tiny_cfg, wait_for, write_child_config
 
 from cockpit import CheckpointError, Runner
 from cockpit.checkpoint import FAULT_POINTS, load_checkpoint, read_pointer
 
-CHILD_CONFIG = """
-import sys
-sys.path.insert(0, {tests!r})
-from toys import ToyData, ToyNet
-
-model = dict(type=ToyNet, dropout=0.2)
-train_dataloader = dict(dataset=dict(type=ToyData, size=64), sampler=dict(type='DefaultSampler'), batch_size=8)
-val_dataloader = dict(dataset=dict(type=ToyData, size=32, seed=1), sampler=dict(type='DefaultSampler', shuffle=False),
-                      batch_size=16)
-val_evaluator = dict(type='Accuracy')
-val_cfg = dict()
-optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9))
-train_cfg = dict(by_epoch=True, max_epochs={max_epochs}, val_interval=1)
-default_hooks = dict(logger=dict(type='LoggerHook', interval=4, backends=('json',)),
-                     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts={max_keep}))
-custom_hooks = {custom_hooks}
-randomness = dict(seed=5, deterministic=True)
-"""
-
-SLOW_HOOK = """
-from cockpit import Hook
-import time
-class Slow(Hook):
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        time.sleep(0.01)
-"""
-
 
 def write_config(folder: Path, max_epochs: int = 4, max_keep: int = 1, slow: bool = False) -> Path:
-    text = CHILD_CONFIG.format(tests=str(TESTS_DIR), max_epochs=max_epochs, max_keep=max_keep,
-                               custom_hooks="[dict(type=Slow)]" if slow else "[]")
-    if slow:
-        text = text.replace("from toys import ToyData, ToyNet", "from toys import ToyData, ToyNet\n" + SLOW_HOOK)
-    path = folder / "cfg.py"
-    path.write_text(text)
-    return path
+    """A child run's config: dropout and momentum (resuming must restore the RNG and the optimizer), a
+    checkpoint each epoch, ~0.01 s an iteration when ``slow`` (so a signal lands mid-run)."""
+    return write_child_config(folder, max_epochs=max_epochs, seconds=0.01 if slow else 0.0, dropout=0.2,
+                              momentum=0.9, max_keep_ckpts=max_keep, seed=5, deterministic=True)
 
 
 def cockpit(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cockpit.cli", *args], env={**os.environ, **(env or {})},
+    return subprocess.Popen([sys.executable, "-m", "cockpit.cli", *args], env=child_env(**(env or {})),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
@@ -167,14 +136,12 @@ def test_kill_9_during_a_save_always_leaves_a_resumable_run(tmp_path, reference_
 
 # --- signals ------------------------------------------------------------------------------
 def _wait_for_progress(work: Path, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def progressed() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"the run ended early: {process.communicate()}")
-        if list(work.glob("*/vis_data/scalars.json")) and list(work.glob("epoch_1.pth")):
-            return
-        time.sleep(0.05)
-    raise AssertionError("the run made no progress")
+        return bool(list(work.glob("*/vis_data/scalars.json")) and list(work.glob("epoch_1.pth")))
+
+    wait_for(progressed, timeout, "the run to make progress")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -266,8 +233,6 @@ def small_disk(tmp_path):
 
 
 def test_out_of_disk_while_saving_is_a_clear_error_and_deletes_nothing_good(small_disk, make_runner):
-    from conftest import tiny_cfg
-
     # Each checkpoint of this model is ~10 kB with its optimizer; the disk fits a handful.
     cfg = tiny_cfg(small_disk / "work", train_cfg=dict(by_epoch=True, max_epochs=40),
                    default_hooks=dict(logger=None, checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=3)),

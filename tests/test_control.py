@@ -13,13 +13,12 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import tiny_cfg
-from toys import ToyNet
+from support import ToyNet, tiny_cfg, wait_for
 
 from cockpit import Hook, Runner
 from cockpit import events as ev
 from cockpit.checkpoint import load_checkpoint, read_pointer
-from cockpit.control import Command, CommandRejected
+from cockpit.commands import Command, CommandRejected
 
 EPOCH = 8  # iterations per epoch of tiny_cfg (64 samples, batch 8)
 
@@ -111,12 +110,12 @@ def command_events(events: list[ev.Event]) -> list[ev.Event]:
 @pytest.mark.parametrize(("name", "args", "reason"), [
     ("bogus", [], "unknown command 'bogus'; this run understands: continue, pause, resume, save, set, stop, val"),
     ("set", ["lr=abc"], "'abc' is not a number"),
-    ("set", ["momentum=0.5"], "only lr can be set"),
+    ("set", ["momentum=0.5"], "only the learning rate can be set"),
     ("set", ["lr=-1"], "finite number >= 0"),
     ("set", ["lr=nan"], "finite number >= 0"),
     ("set", ["lr*=inf"], "finite number >= 0"),
-    ("set", [], "set takes one assignment"),
-    ("set", ["lr=1", "lr=2"], "set takes one assignment"),
+    ("set", [], "set takes one argument"),
+    ("set", ["lr=1", "lr=2"], "set takes one argument"),
     ("resume", [], "resume takes one argument"),
     ("resume", ["a.pth", "b.pth"], "resume takes one argument"),
     ("save", ["now"], "save takes no arguments"),
@@ -179,12 +178,13 @@ def test_save_writes_a_loadable_checkpoint_of_the_current_position(tmp_path):
     assert runner.iter == 2 * EPOCH, "training did not carry on after the save"
 
 
-def test_save_without_a_checkpoint_hook_is_rejected_and_the_run_goes_on(tmp_path):
+def test_save_without_a_checkpoint_hook_still_saves_and_the_run_goes_on(tmp_path):
+    # The run's checkpointer saves on request even with no CheckpointHook deciding when.
     script = Script({2: [("save",)]})
     runner = make(tmp_path, script, default_hooks=dict(logger=None, checkpoint=None))
     runner.train()
-    assert script.request("save").outcome == "rejected"
-    assert "no CheckpointHook" in script.request("save").message
+    assert script.request("save").outcome == "applied", script.request("save").message
+    assert (runner.work_dir / "iter_3.pth").is_file()  # submitted after iteration index 2
     assert runner.message_hub.status == "finished" and runner.iter == 2 * EPOCH
 
 
@@ -314,13 +314,6 @@ def test_resume_from_another_models_checkpoint_is_refused_and_changes_nothing(tm
 
 
 # --- pause, continue, stop --------------------------------------------------------------------
-def wait_until(condition, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def _watch(target, errors: list[BaseException]) -> threading.Thread:
     def body() -> None:
         try:
@@ -342,7 +335,7 @@ def test_pause_holds_the_run_until_continue_and_commands_still_apply_meanwhile(t
 
     def from_another_thread() -> None:
         try:
-            wait_until(lambda: script.requests and script.requests[0].done.is_set())
+            wait_for(lambda: script.requests and script.requests[0].done.is_set(), 30, "the pause to apply")
             seen["pause"] = script.requests[0].outcome
             seen["status"], seen["iter"], seen["info_iter"] = hub.status, runner.iter, hub.get_info("iter")
             time.sleep(1.0)
@@ -396,7 +389,7 @@ def test_commands_from_many_threads_all_get_distinct_ids_and_are_all_applied(tmp
 
     def conductor() -> None:
         try:
-            wait_until(lambda: script.requests and script.requests[0].done.is_set())
+            wait_for(lambda: script.requests and script.requests[0].done.is_set(), 30, "the pause to apply")
             threads = [threading.Thread(target=submitter, args=(n,)) for n in range(4)]
             for thread in threads:
                 thread.start()
@@ -467,7 +460,7 @@ def test_stop_reaches_a_paused_run(tmp_path):
 
     def stop_when_paused() -> None:
         try:
-            wait_until(lambda: runner.message_hub.status == "paused")
+            wait_for(lambda: runner.message_hub.status == "paused", 30, "the run to pause")
         finally:
             assert runner.control.submit("stop").wait(10)
 
@@ -488,12 +481,13 @@ class Notes(Hook):
         self.calls: list[tuple[str, int, str]] = []
 
     def commands(self) -> list[Command]:
-        def check(args) -> None:
+        def check(args) -> tuple:
             if len(args) != 1:
                 raise CommandRejected("note takes one word")
+            return tuple(args)
 
         return [
-            Command("note", "put a note in the run info", self.note, args=("text",), check=check),
+            Command("note", "put a note in the run info", self.note, args=("text",), parse=check),
             Command("explode", "always fails", self.explode),
             Command("refuse", "always refuses", self.refuse),
         ]
@@ -515,7 +509,8 @@ def test_hook_commands_are_listed_checked_applied_and_cannot_hurt_the_run(tmp_pa
     script = Script({1: [("note", "hello")], 2: [("note",)], 3: [("explode",)], 4: [("refuse",)]})
     runner = make(tmp_path, notes, script)
     listed = {c["name"]: c for c in runner.message_hub.get_info("commands")}
-    assert listed["note"] == {"name": "note", "description": "put a note in the run info", "args": ["text"]}
+    assert listed["note"]["description"] == "put a note in the run info"
+    assert listed["note"]["usage"] == "note <text>" and listed["note"]["label"] == "Note"
     assert {"explode", "refuse", "save", "val", "resume", "pause", "continue", "stop", "set"} <= set(listed)
     assert runner.control.submit("bogus").message.startswith("unknown command 'bogus'; this run understands: "
                                                             "continue, explode, note, pause, refuse, resume")
@@ -559,7 +554,7 @@ def test_a_command_not_allowed_while_paused_waits_for_continue(tmp_path):
 
     def conductor() -> None:
         try:
-            wait_until(lambda: runner.message_hub.status == "paused")
+            wait_for(lambda: runner.message_hub.status == "paused", 30, "the run to pause")
             heavy = runner.control.submit("heavy")
             seen["done_while_paused"] = heavy.wait(1.0)
         finally:

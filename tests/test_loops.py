@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ToyData
+from support import ToyData
 
 from cockpit import BaseMetric, ConfigError, Hook
 

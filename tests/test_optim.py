@@ -8,7 +8,7 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ToyData, ToyNet
+from support import ToyData, ToyNet
 from torch import nn
 
 from cockpit import AmpOptimWrapper, OptimWrapper

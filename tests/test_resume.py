@@ -5,8 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from conftest import tiny_cfg
-from toys import ToyNet
+from support import ToyNet, tiny_cfg
 
 from cockpit import Hook, Runner
 

@@ -13,7 +13,6 @@ iter, last checkpoint), which ``cockpit ls`` reads without connecting.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -32,41 +31,33 @@ from cockpit.channel.auth import (
     socket_folder,
     write_connection_file,
 )
+from cockpit.events import encode_event
 
 if TYPE_CHECKING:
-    from cockpit.runner import Runner
+    from cockpit.interface import RunContext
+    from cockpit.steering import ControlQueue
 
 RUN_FILE = "run.json"
-_FIELDS: dict[type, tuple[str, ...]] = {}
-
-
-def encode_event(event: Any) -> dict[str, Any]:
-    """A hub event as a JSON-ready dict: ``{"t": "ScalarUpdated", "seq": 12, ...}``."""
-    cls = type(event)
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
-    out = {"t": cls.__name__}
-    for name in names:
-        out[name] = getattr(event, name)
-    return out
 
 
 class ChannelServer:
     """Serves one run to any number of views.
 
     Args:
-        runner: the run.
+        run: the run.
+        control: its command queue.
         listen: ``'HOST:PORT'`` to also accept TCP (control on PORT, events on PORT+1); by
             default only private Unix sockets are used.
         batch_interval: seconds between event batches.
     """
 
-    def __init__(self, runner: Runner, listen: str | None = None, batch_interval: float = 0.005) -> None:
-        self.runner = runner
+    def __init__(self, run: RunContext, control: ControlQueue, listen: str | None = None,
+                 batch_interval: float = 0.005) -> None:
+        self.run = run
+        self.control = control
         self.listen = listen
         self.batch_interval = batch_interval
-        self.run_dir = Path(runner.log_dir)
+        self.run_dir = Path(run.log_dir)
         self.connection_file = self.run_dir / CONNECTION_FILE
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -95,7 +86,7 @@ class ChannelServer:
             control, events = f"ipc://{self._folder}/ctl", f"ipc://{self._folder}/ev"
         self.router.bind(control)
         self.pub.bind(events)
-        self.subscription = self.runner.message_hub.subscribe(maxlen=500_000)
+        self.subscription = self.run.message_hub.subscribe(maxlen=500_000)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.info = {
             "pid": os.getpid(),
@@ -103,9 +94,9 @@ class ChannelServer:
             "events": events,
             "key": key,
             "signature_scheme": "hmac-sha256",
-            "experiment_name": self.runner.experiment_name,
+            "experiment_name": self.run.experiment_name,
             "run_dir": str(self.run_dir),
-            "work_dir": str(self.runner.work_dir),
+            "work_dir": str(self.run.work_dir),
             "started": time.time(),
         }
         write_connection_file(self.connection_file, self.info)
@@ -194,10 +185,9 @@ class ChannelServer:
         self._reply(identity, kind, {"request_id": reply_to, **result})
 
     def _answer(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
-        runner = self.runner
-        control = runner.control
+        control = self.control
         if kind == "snapshot":
-            return {"snapshot": runner.message_hub.snapshot(max_points=payload.get("max_points"))}
+            return {"snapshot": self.run.message_hub.snapshot(max_points=payload.get("max_points"))}
         if kind == "command":
             request = control.submit(str(payload.get("name", "")), [str(a) for a in payload.get("args", [])])
             return request.describe()
@@ -207,28 +197,28 @@ class ChannelServer:
                 raise KeyError(f"no command with id {payload.get('id')!r}")
             return request.describe()
         if kind == "commands":
-            return {"commands": [c.describe() for c in control.commands.values()]}
+            return {"commands": control.commands.describe()}
         if kind == "ping":
-            hub = runner.message_hub
+            hub = self.run.message_hub
             return {"pid": os.getpid(), "status": hub.status, "seq": hub.seq}
         raise ValueError(f"unknown request {kind!r}")
 
     # --- run.json -------------------------------------------------------------------------
     def run_record(self) -> dict[str, Any]:
-        runner, hub = self.runner, self.runner.message_hub
+        run, hub = self.run, self.run.message_hub
         return {
-            "experiment_name": runner.experiment_name,
+            "experiment_name": run.experiment_name,
             "pid": os.getpid(),
             "status": hub.status,
             "detail": hub.status_detail,
-            "epoch": runner.epoch,
-            "iter": runner.iter,
+            "epoch": run.epoch,
+            "iter": run.iter,
             "max_epochs": hub.get_info("max_epochs"),
             "max_iters": hub.get_info("max_iters"),
             "last_checkpoint": hub.get_info("last_ckpt"),
             "run_dir": str(self.run_dir),
-            "work_dir": str(runner.work_dir),
-            "config": runner.cfg.filename,
+            "work_dir": str(run.work_dir),
+            "config": run.cfg.filename,
             "serving": not self._stop.is_set(),
             "updated": time.time(),
         }

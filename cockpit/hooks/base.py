@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from cockpit.priority import Priority
 
 if TYPE_CHECKING:
-    from cockpit.control import Command
-    from cockpit.runner import Runner
+    from cockpit.commands import Command
+    from cockpit.interface import RunContext
 
 DataBatch = dict | tuple | list | None
 
@@ -44,6 +44,15 @@ STAGES: tuple[str, ...] = (
 )
 
 
+#: MMEngine's generic methods and the stages that call them.
+_GENERIC_STAGES: dict[str, tuple[str, ...]] = {
+    "_before_epoch": ("before_train_epoch", "before_val_epoch", "before_test_epoch"),
+    "_after_epoch": ("after_train_epoch", "after_val_epoch", "after_test_epoch"),
+    "_before_iter": ("before_train_iter", "before_val_iter", "before_test_iter"),
+    "_after_iter": ("after_train_iter", "after_val_iter", "after_test_iter"),
+}
+
+
 class Hook:
     """Base class of all hooks.
 
@@ -55,77 +64,89 @@ class Hook:
     priority: ClassVar[int | str | Priority] | int | str | Priority = Priority.NORMAL
     stages: ClassVar[tuple[str, ...]] = STAGES
 
-    def before_run(self, runner: Runner) -> None:
+    def before_run(self, runner: RunContext) -> None:
         """Once, before any loop runs."""
 
-    def after_run(self, runner: Runner) -> None:
+    def after_run(self, runner: RunContext) -> None:
         """Once, after all loops ran (also after a failure)."""
 
-    def before_train(self, runner: Runner) -> None:
+    def before_train(self, runner: RunContext) -> None:
         """Before the train loop starts."""
 
-    def after_train(self, runner: Runner) -> None:
+    def after_train(self, runner: RunContext) -> None:
         """After the train loop ends."""
 
-    def before_val(self, runner: Runner) -> None:
+    def before_val(self, runner: RunContext) -> None:
         """Before a validation loop starts."""
 
-    def after_val(self, runner: Runner) -> None:
+    def after_val(self, runner: RunContext) -> None:
         """After a validation loop ends."""
 
-    def before_test(self, runner: Runner) -> None:
+    def before_test(self, runner: RunContext) -> None:
         """Before the test loop starts."""
 
-    def after_test(self, runner: Runner) -> None:
+    def after_test(self, runner: RunContext) -> None:
         """After the test loop ends."""
 
-    def before_save_checkpoint(self, runner: Runner, checkpoint: dict) -> None:
+    def before_save_checkpoint(self, runner: RunContext, checkpoint: dict) -> None:
         """Before a checkpoint is written; may add entries to ``checkpoint``."""
 
-    def after_load_checkpoint(self, runner: Runner, checkpoint: Mapping[str, Any]) -> None:
+    def after_load_checkpoint(self, runner: RunContext, checkpoint: Mapping[str, Any]) -> None:
         """After a checkpoint was loaded for a resume or ``load_from``."""
 
-    def before_train_epoch(self, runner: Runner) -> None:
+    def before_train_epoch(self, runner: RunContext) -> None:
         """Before each training epoch (once for iteration-based training)."""
+        self._before_epoch(runner, mode="train")
 
-    def before_val_epoch(self, runner: Runner) -> None:
+    def before_val_epoch(self, runner: RunContext) -> None:
         """Before each validation epoch."""
+        self._before_epoch(runner, mode="val")
 
-    def before_test_epoch(self, runner: Runner) -> None:
+    def before_test_epoch(self, runner: RunContext) -> None:
         """Before each test epoch."""
+        self._before_epoch(runner, mode="test")
 
-    def after_train_epoch(self, runner: Runner) -> None:
+    def after_train_epoch(self, runner: RunContext) -> None:
         """After each training epoch (once for iteration-based training)."""
+        self._after_epoch(runner, mode="train")
 
-    def after_val_epoch(self, runner: Runner, metrics: dict[str, Any] | None = None) -> None:
+    def after_val_epoch(self, runner: RunContext, metrics: dict[str, Any] | None = None) -> None:
         """After each validation epoch, with the computed metrics."""
+        self._after_epoch(runner, mode="val")
 
-    def after_test_epoch(self, runner: Runner, metrics: dict[str, Any] | None = None) -> None:
+    def after_test_epoch(self, runner: RunContext, metrics: dict[str, Any] | None = None) -> None:
         """After each test epoch, with the computed metrics."""
+        self._after_epoch(runner, mode="test")
 
-    def before_train_iter(self, runner: Runner, batch_idx: int, data_batch: DataBatch = None) -> None:
+    def before_train_iter(self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None) -> None:
         """Before each training iteration."""
+        self._before_iter(runner, batch_idx=batch_idx, data_batch=data_batch, mode="train")
 
-    def before_val_iter(self, runner: Runner, batch_idx: int, data_batch: DataBatch = None) -> None:
+    def before_val_iter(self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None) -> None:
         """Before each validation iteration."""
+        self._before_iter(runner, batch_idx=batch_idx, data_batch=data_batch, mode="val")
 
-    def before_test_iter(self, runner: Runner, batch_idx: int, data_batch: DataBatch = None) -> None:
+    def before_test_iter(self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None) -> None:
         """Before each test iteration."""
+        self._before_iter(runner, batch_idx=batch_idx, data_batch=data_batch, mode="test")
 
     def after_train_iter(
-        self, runner: Runner, batch_idx: int, data_batch: DataBatch = None, outputs: dict | None = None
+        self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None, outputs: dict | None = None
     ) -> None:
-        """After each training iteration, with the logged values of the step."""
+        """After each training iteration, with the step's outputs (the losses, as tensors)."""
+        self._after_iter(runner, batch_idx=batch_idx, data_batch=data_batch, outputs=outputs, mode="train")
 
     def after_val_iter(
-        self, runner: Runner, batch_idx: int, data_batch: DataBatch = None, outputs: Sequence | None = None
+        self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None, outputs: Sequence | None = None
     ) -> None:
         """After each validation iteration, with the model's predictions."""
+        self._after_iter(runner, batch_idx=batch_idx, data_batch=data_batch, outputs=outputs, mode="val")
 
     def after_test_iter(
-        self, runner: Runner, batch_idx: int, data_batch: DataBatch = None, outputs: Sequence | None = None
+        self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None, outputs: Sequence | None = None
     ) -> None:
         """After each test iteration, with the model's predictions."""
+        self._after_iter(runner, batch_idx=batch_idx, data_batch=data_batch, outputs=outputs, mode="test")
 
     def commands(self) -> list[Command]:
         """Commands this hook offers to views and ``cockpit ctl`` (applied at safe points)."""
@@ -138,14 +159,55 @@ class Hook:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
 
+    # --- MMEngine's generic methods: one override serves the train, val and test stages ------------
+    def _before_epoch(self, runner: RunContext, mode: str = "train") -> None:
+        """Before each epoch of ``mode`` (``'train'``, ``'val'`` or ``'test'``)."""
+
+    def _after_epoch(self, runner: RunContext, mode: str = "train") -> None:
+        """After each epoch of ``mode``."""
+
+    def _before_iter(self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None,
+                     mode: str = "train") -> None:
+        """Before each iteration of ``mode``."""
+
+    def _after_iter(self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None,
+                    outputs: Any = None, mode: str = "train") -> None:
+        """After each iteration of ``mode``."""
+
     def get_triggered_stages(self) -> list[str]:
-        """The stages this hook overrides, in stage order."""
+        """The stages this hook acts at, in stage order: those it overrides, directly or generically."""
         cls = type(self)
-        return [
-            stage
-            for stage in STAGES
-            if getattr(cls, stage, None) is not getattr(Hook, stage)
-        ]
+        overridden = {name for name in (*STAGES, *_GENERIC_STAGES)
+                      if getattr(cls, name, None) is not getattr(Hook, name)}
+        for generic, stages in _GENERIC_STAGES.items():
+            if generic in overridden:
+                overridden.update(stages)
+        return [stage for stage in STAGES if stage in overridden]
+
+    # --- MMEngine's helpers -----------------------------------------------------------------------
+    def every_n_epochs(self, runner: RunContext, n: int, start: int = 0) -> bool:
+        """True when ``epoch + 1 - start`` is a positive multiple of ``n`` (or zero)."""
+        dividend = runner.epoch + 1 - start
+        return dividend % n == 0 if dividend >= 0 and n > 0 else False
+
+    def every_n_inner_iters(self, batch_idx: int, n: int) -> bool:
+        """True on every ``n``-th batch of an epoch."""
+        return (batch_idx + 1) % n == 0 if n > 0 else False
+
+    def every_n_train_iters(self, runner: RunContext, n: int, start: int = 0) -> bool:
+        """True when ``iter + 1 - start`` is a positive multiple of ``n`` (or zero)."""
+        dividend = runner.iter + 1 - start
+        return dividend % n == 0 if dividend >= 0 and n > 0 else False
+
+    def end_of_epoch(self, dataloader: Any, batch_idx: int) -> bool:
+        """True at the last batch of ``dataloader``."""
+        return batch_idx + 1 == len(dataloader)
+
+    def is_last_train_epoch(self, runner: RunContext) -> bool:
+        return runner.epoch + 1 == runner.max_epochs
+
+    def is_last_train_iter(self, runner: RunContext) -> bool:
+        return runner.iter + 1 == runner.max_iters
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(priority={self.priority!r})"

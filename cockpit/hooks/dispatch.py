@@ -76,7 +76,9 @@ class HookDispatcher:
         events are built only when a view listens.
         """
         hub = self.hub
-        entries = self._table[stage]
+        entries = self._table.get(stage)
+        if entries is None:
+            entries = self._custom_stage(stage)
         if not hub.has_subscribers:
             hub.note_stage(stage)
             for _, method, stats in entries:
@@ -104,7 +106,7 @@ class HookDispatcher:
         errors = []
         calls = []
         self.hub.enter_stage(stage)
-        for name, method, _ in self._table[stage]:
+        for name, method, _ in self._table.get(stage) or self._custom_stage(stage):
             start = perf_counter()
             try:
                 method(runner, **kwargs)
@@ -113,6 +115,17 @@ class HookDispatcher:
             calls.append((name, perf_counter() - start))
         self.hub.record_stage(stage, calls)
         return errors
+
+    def _custom_stage(self, stage: str) -> tuple:
+        """A stage that is not MMEngine's (a custom loop calls ``before_warmup_iter``, say): as in
+        MMEngine, every hook that has a method of that name is called, in priority order."""
+        if not stage.isidentifier() or stage.startswith("__"):
+            raise ValueError(f"{stage!r} is not a hook stage name")
+        entries = tuple((name, getattr(hook, stage), self.hub.hook_counter(stage, name))
+                        for name, hook in zip(self.names, self.hooks, strict=True)
+                        if callable(getattr(hook, stage, None)))
+        self._table[stage] = entries
+        return entries
 
     def table(self) -> tuple:
         """``((stage, ((priority_name, priority, hook_name), ...)), ...)`` for stages with hooks."""

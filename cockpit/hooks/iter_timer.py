@@ -9,7 +9,7 @@ from cockpit.hooks.base import DataBatch, Hook
 from cockpit.priority import Priority
 
 if TYPE_CHECKING:
-    from cockpit.runner import Runner
+    from cockpit.interface import RunContext
 
 
 class IterTimerHook(Hook):
@@ -28,49 +28,49 @@ class IterTimerHook(Hook):
         self._count = 0
         self._info_at = -1.0
 
-    def _start(self, runner: Runner) -> None:
+    def _start(self, runner: RunContext) -> None:
         self._last = time.perf_counter()
 
-    def before_train(self, runner: Runner) -> None:
+    def before_train(self, runner: RunContext) -> None:
         self._started_iter = runner.iter
         self._time_sum = 0.0
         self._count = 0
         self._start(runner)
 
-    def before_train_epoch(self, runner: Runner) -> None:
+    def before_train_epoch(self, runner: RunContext) -> None:
         self._start(runner)
 
-    def before_val_epoch(self, runner: Runner) -> None:
+    def before_val_epoch(self, runner: RunContext) -> None:
         self._start(runner)
 
-    def before_test_epoch(self, runner: Runner) -> None:
+    def before_test_epoch(self, runner: RunContext) -> None:
         self._start(runner)
 
-    def after_val(self, runner: Runner) -> None:
+    def after_val(self, runner: RunContext) -> None:
         # Validation time must not count as the next train iteration's data time.
         self._start(runner)
 
-    def _before_iter(self, runner: Runner, mode: str) -> None:
+    def _before_iter(self, runner: RunContext, mode: str) -> None:
         now = time.perf_counter()
         runner.message_hub.update_scalar(f"{mode}/data_time", now - self._last)
 
-    def _after_iter(self, runner: Runner, mode: str) -> float:
+    def _after_iter(self, runner: RunContext, mode: str) -> float:
         now = time.perf_counter()
         elapsed = now - self._last
         self._last = now
         runner.message_hub.update_scalar(f"{mode}/time", elapsed)
         return elapsed
 
-    def before_train_iter(self, runner: Runner, batch_idx: int, data_batch: DataBatch = None) -> None:
+    def before_train_iter(self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None) -> None:
         self._before_iter(runner, "train")
 
-    def before_val_iter(self, runner: Runner, batch_idx: int, data_batch: DataBatch = None) -> None:
+    def before_val_iter(self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None) -> None:
         self._before_iter(runner, "val")
 
-    def before_test_iter(self, runner: Runner, batch_idx: int, data_batch: DataBatch = None) -> None:
+    def before_test_iter(self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None) -> None:
         self._before_iter(runner, "test")
 
-    def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: DataBatch = None,
+    def after_train_iter(self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None,
                          outputs: dict | None = None) -> None:
         self._time_sum += self._after_iter(runner, "train")
         self._count += 1
@@ -84,8 +84,8 @@ class IterTimerHook(Hook):
         hub.update_info("eta", mean * max(0, runner.max_iters - runner.iter - 1))
         hub.update_info("iters_per_sec", 1.0 / mean if mean > 0 else 0.0)
 
-    def after_val_iter(self, runner: Runner, batch_idx: int, data_batch: DataBatch = None, outputs=None) -> None:
+    def after_val_iter(self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None, outputs=None) -> None:
         self._after_iter(runner, "val")
 
-    def after_test_iter(self, runner: Runner, batch_idx: int, data_batch: DataBatch = None, outputs=None) -> None:
+    def after_test_iter(self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None, outputs=None) -> None:
         self._after_iter(runner, "test")

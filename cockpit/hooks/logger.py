@@ -13,7 +13,7 @@ from cockpit.priority import Priority
 from cockpit.writers import JsonLinesWriter, TensorboardWriter
 
 if TYPE_CHECKING:
-    from cockpit.runner import Runner
+    from cockpit.interface import RunContext
 
 _SMOOTHED = ("time", "data_time")
 
@@ -54,7 +54,7 @@ class LoggerHook(Hook):
         self.backends = tuple(backends)
         self.writers: list[Any] = []
 
-    def before_run(self, runner: Runner) -> None:
+    def before_run(self, runner: RunContext) -> None:
         if not runner.is_main_process:
             return
         vis_dir = runner.log_dir / "vis_data"
@@ -63,7 +63,7 @@ class LoggerHook(Hook):
         if "tensorboard" in self.backends:
             self.writers.append(TensorboardWriter(vis_dir))
 
-    def after_run(self, runner: Runner) -> None:
+    def after_run(self, runner: RunContext) -> None:
         for writer in self.writers:
             writer.close()
         self.writers = []
@@ -72,7 +72,7 @@ class LoggerHook(Hook):
         for writer in self.writers:
             writer.add_scalars(values, step, **extra)
 
-    def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: DataBatch = None,
+    def after_train_iter(self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None,
                          outputs: dict | None = None) -> None:
         loop = runner.train_loop
         epoch_length = getattr(loop, "epoch_length", None)
@@ -112,7 +112,7 @@ class LoggerHook(Hook):
             values["train/memory"] = memory
         self._write(values, runner.iter + 1, epoch=runner.epoch + 1, iter=runner.iter + 1)
 
-    def _after_eval(self, runner: Runner, mode: str, metrics: dict[str, Any] | None) -> None:
+    def _after_eval(self, runner: RunContext, mode: str, metrics: dict[str, Any] | None) -> None:
         hub = runner.message_hub
         values = {f"{mode}/{k}": float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))}
         for key in _SMOOTHED:
@@ -125,10 +125,10 @@ class LoggerHook(Hook):
         runner.logger.info(f"{label}({mode}) {where}  {shown}")
         self._write(values, runner.iter, epoch=runner.epoch, iter=runner.iter)
 
-    def after_val_epoch(self, runner: Runner, metrics: dict[str, Any] | None = None) -> None:
+    def after_val_epoch(self, runner: RunContext, metrics: dict[str, Any] | None = None) -> None:
         self._after_eval(runner, "val", metrics)
 
-    def after_test_epoch(self, runner: Runner, metrics: dict[str, Any] | None = None) -> None:
+    def after_test_epoch(self, runner: RunContext, metrics: dict[str, Any] | None = None) -> None:
         self._after_eval(runner, "test", metrics)
 
 

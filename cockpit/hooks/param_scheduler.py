@@ -8,7 +8,7 @@ from cockpit.hooks.base import DataBatch, Hook
 from cockpit.priority import Priority
 
 if TYPE_CHECKING:
-    from cockpit.runner import Runner
+    from cockpit.interface import RunContext
 
 
 class ParamSchedulerHook(Hook):
@@ -16,13 +16,13 @@ class ParamSchedulerHook(Hook):
 
     priority = Priority.LOW
 
-    def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: DataBatch = None,
+    def after_train_iter(self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None,
                          outputs: dict | None = None) -> None:
         for scheduler in runner.param_schedulers:
             if not scheduler.by_epoch:
                 scheduler.step()
 
-    def after_train_epoch(self, runner: Runner) -> None:
+    def after_train_epoch(self, runner: RunContext) -> None:
         for scheduler in runner.param_schedulers:
             if scheduler.by_epoch:
                 scheduler.step()

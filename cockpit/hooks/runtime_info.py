@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from cockpit.events import Status
 from cockpit.hooks.base import DataBatch, Hook
 from cockpit.priority import Priority
 
 if TYPE_CHECKING:
-    from cockpit.runner import Runner
+    from cockpit.interface import RunContext
 
 
 def _is_scalar(value: Any) -> bool:
@@ -32,7 +33,7 @@ class RuntimeInfoHook(Hook):
     def __init__(self) -> None:
         self.last_loop_stage: str | None = None
 
-    def before_run(self, runner: Runner) -> None:
+    def before_run(self, runner: RunContext) -> None:
         runner.message_hub.update_info_dict({
             "experiment_name": runner.experiment_name,
             "seed": runner.seed,
@@ -41,7 +42,7 @@ class RuntimeInfoHook(Hook):
         })
         self.last_loop_stage = None
 
-    def before_train(self, runner: Runner) -> None:
+    def before_train(self, runner: RunContext) -> None:
         hub = runner.message_hub
         hub.update_info("loop_stage", "train")
         hub.update_info("epoch", runner.epoch)
@@ -52,19 +53,19 @@ class RuntimeInfoHook(Hook):
         if meta is not None:
             hub.update_info("dataset_meta", meta)
 
-    def after_train(self, runner: Runner) -> None:
+    def after_train(self, runner: RunContext) -> None:
         runner.message_hub.pop_info("loop_stage")
 
-    def before_train_epoch(self, runner: Runner) -> None:
+    def before_train_epoch(self, runner: RunContext) -> None:
         runner.message_hub.update_info("epoch", runner.epoch)
 
-    def before_train_iter(self, runner: Runner, batch_idx: int, data_batch: DataBatch = None) -> None:
+    def before_train_iter(self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None) -> None:
         hub = runner.message_hub
         hub.update_info("iter", runner.iter)
         for name, lrs in runner.optim_wrapper.get_lr().items():
             hub.update_scalar(f"train/{name}", lrs[0])
 
-    def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: DataBatch = None,
+    def after_train_iter(self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None,
                          outputs: dict | None = None) -> None:
         if outputs:
             hub = runner.message_hub
@@ -80,36 +81,36 @@ class RuntimeInfoHook(Hook):
             runner.message_hub.update_scalar("train/grad_norm", norm)
             runner.optim_wrapper.last_grad_norm = None
 
-    def before_val(self, runner: Runner) -> None:
+    def before_val(self, runner: RunContext) -> None:
         self.last_loop_stage = runner.message_hub.get_info("loop_stage")
         runner.message_hub.update_info("loop_stage", "val")
         if runner.message_hub.status == "running":
-            runner.message_hub.set_status("validating")
+            runner.message_hub.set_status(Status.VALIDATING)
 
-    def after_val_epoch(self, runner: Runner, metrics: dict[str, Any] | None = None) -> None:
+    def after_val_epoch(self, runner: RunContext, metrics: dict[str, Any] | None = None) -> None:
         self._metrics(runner, "val", metrics)
 
-    def after_val(self, runner: Runner) -> None:
+    def after_val(self, runner: RunContext) -> None:
         # Validation may run inside training: go back to the stage it interrupted.
         if runner.message_hub.status == "validating":
-            runner.message_hub.set_status("running")
+            runner.message_hub.set_status(Status.RUNNING)
         if self.last_loop_stage == "train":
             runner.message_hub.update_info("loop_stage", "train")
             self.last_loop_stage = None
         else:
             runner.message_hub.pop_info("loop_stage")
 
-    def before_test(self, runner: Runner) -> None:
+    def before_test(self, runner: RunContext) -> None:
         runner.message_hub.update_info("loop_stage", "test")
 
-    def after_test(self, runner: Runner) -> None:
+    def after_test(self, runner: RunContext) -> None:
         runner.message_hub.pop_info("loop_stage")
 
-    def after_test_epoch(self, runner: Runner, metrics: dict[str, Any] | None = None) -> None:
+    def after_test_epoch(self, runner: RunContext, metrics: dict[str, Any] | None = None) -> None:
         self._metrics(runner, "test", metrics)
 
     @staticmethod
-    def _metrics(runner: Runner, mode: str, metrics: dict[str, Any] | None) -> None:
+    def _metrics(runner: RunContext, mode: str, metrics: dict[str, Any] | None) -> None:
         # Metrics are plotted at the number of training iterations done when they were measured.
         for key, value in (metrics or {}).items():
             if _is_scalar(value):

@@ -8,7 +8,7 @@ from cockpit.hooks.base import Hook
 from cockpit.priority import Priority
 
 if TYPE_CHECKING:
-    from cockpit.runner import Runner
+    from cockpit.interface import RunContext
 
 
 class DistSamplerSeedHook(Hook):
@@ -16,7 +16,7 @@ class DistSamplerSeedHook(Hook):
 
     priority = Priority.NORMAL
 
-    def before_train_epoch(self, runner: Runner) -> None:
+    def before_train_epoch(self, runner: RunContext) -> None:
         loader = runner.train_loop.dataloader
         for sampler in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
             if hasattr(sampler, "set_epoch"):

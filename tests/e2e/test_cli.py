@@ -7,10 +7,10 @@ import re
 import struct
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from support import child_env, write_child_config
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "demos" / "digits.py"
@@ -23,7 +23,8 @@ def cockpit_command() -> list[str]:
 
 
 def run_cockpit(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*cockpit_command(), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*cockpit_command(), *args], cwd=cwd, env=child_env(), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def run_folder(work_dir: Path) -> Path:
@@ -70,13 +71,6 @@ def event_scalars(path: Path) -> dict[str, list[tuple[int, float]]]:
         for value in event.summary.value:
             scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
     return scalars
-
-
-def write_config(folder: Path, name: str, body: str) -> Path:
-    """A config in ``folder`` that inherits the digits demo and changes what ``body`` says."""
-    path = folder / name
-    path.write_text(f"_base_ = {str(DIGITS)!r}\n" + textwrap.dedent(body))
-    return path
 
 
 # --- a full run of the digits demo, shared by the tests that read what it wrote -------------
@@ -144,7 +138,7 @@ def test_hooks_prints_the_order_and_trains_nothing(tmp_path):
 
 
 def test_unknown_type_exits_2_naming_the_key(tmp_path):
-    config = write_config(tmp_path, "unknown_type.py", 'model = dict(type="NoSuchNet")\n')
+    config = write_child_config(tmp_path, name="unknown_type.py", body_extra='model = dict(type="NoSuchNet")\n')
     result = run_cockpit("run", str(config), "--no-tui", "--work-dir", str(tmp_path / "work"), cwd=tmp_path)
 
     assert result.returncode == 2
@@ -154,7 +148,7 @@ def test_unknown_type_exits_2_naming_the_key(tmp_path):
 
 
 def test_error_in_forward_exits_1_with_the_traceback(tmp_path):
-    config = write_config(tmp_path, "exploding.py", """
+    config = write_child_config(tmp_path, name="exploding.py", body_extra="""
         import torch
         from cockpit import BaseModel
 
@@ -166,7 +160,7 @@ def test_error_in_forward_exits_1_with_the_traceback(tmp_path):
             def forward(self, inputs, data_samples=None, mode="tensor"):
                 raise RuntimeError("forward exploded on purpose")
 
-        model = dict(_delete_=True, type=Exploding)
+        model = dict(type=Exploding)
         """)
     result = run_cockpit("run", str(config), "--no-tui", "--work-dir", str(tmp_path / "work"), cwd=tmp_path)
 

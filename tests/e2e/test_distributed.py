@@ -26,26 +26,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from support import child_env, write_child_config
 
 from cockpit.channel.auth import CONNECTION_FILE
 from cockpit.channel.client import RunClient
 from cockpit.checkpoint import load_checkpoint, read_pointer
 
 REPO = Path(__file__).resolve().parents[2]
-TESTS = REPO / "tests"
 DIGITS = REPO / "demos" / "digits.py"
 
 EPOCHS, ITERS_PER_EPOCH = 3, 4  # 64 samples, 8 per rank and batch, 2 ranks
 TOTAL_ITERS = EPOCHS * ITERS_PER_EPOCH
 
-CONFIG = """
+RECORDER = """
 import json
 import os
-import sys
 import time
-
-sys.path.insert(0, {tests!r})
-from toys import ToyData, ToyNet
 
 from cockpit import Hook
 
@@ -58,12 +54,12 @@ class Recorder(Hook):
 
     def _record(self, runner, **values):
         values = dict(rank=runner.rank, status=runner.message_hub.status, **values)
-        with open(runner.work_dir / f"rank{{runner.rank}}.jsonl", "a") as file:
+        with open(runner.work_dir / f"rank{runner.rank}.jsonl", "a") as file:
             file.write(json.dumps(values) + "\\n")
 
     def before_run(self, runner):
         runner.work_dir.mkdir(parents=True, exist_ok=True)
-        (runner.work_dir / f"rank{{runner.rank}}.pid").write_text(str(os.getpid()))
+        (runner.work_dir / f"rank{runner.rank}.pid").write_text(str(os.getpid()))
         import cockpit.checkpoint as ckpt
 
         original, rank, log = ckpt.atomic_write, runner.rank, runner.work_dir / "writes.jsonl"
@@ -82,22 +78,10 @@ class Recorder(Hook):
             time.sleep(self.sleep)
 
     def after_val_epoch(self, runner, metrics=None):
-        self._record(runner, event="val", iter=runner.iter, metrics=dict(metrics or {{}}))
+        self._record(runner, event="val", iter=runner.iter, metrics=dict(metrics or {}))
 
 
-model = dict(type=ToyNet, dropout=0.0)
-train_dataloader = dict(dataset=dict(type=ToyData, size=64), sampler=dict(type="DefaultSampler", shuffle=True),
-                        batch_size=8)
-val_dataloader = dict(dataset=dict(type=ToyData, size=32, seed=1), sampler=dict(type="DefaultSampler", shuffle=False),
-                      batch_size=16)
-val_evaluator = dict(type="Accuracy")
-val_cfg = dict()
-optim_wrapper = dict(optimizer=dict(type="SGD", lr=0.1, momentum=0.9))
-train_cfg = dict(by_epoch=True, max_epochs={epochs}, val_interval=1)
-default_hooks = dict(logger=dict(type="LoggerHook", interval=2, backends=("json",)),
-                     checkpoint=dict(type="CheckpointHook", interval=1))
-custom_hooks = [dict(type=Recorder)]
-randomness = dict(seed=5)
+custom_hooks.append(dict(type=Recorder))
 """
 
 #: A run that goes on until it is stopped: no periodic saves, no validation of its own, and epochs of
@@ -149,7 +133,7 @@ class Job:
         self.out_path, self.err_path = cwd / f"{name}.out", cwd / f"{name}.err"
         self.work_dir = work_dir
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
-            self.process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **(env or {})},
+            self.process = subprocess.Popen(command, cwd=cwd, env=child_env(**(env or {})),
                                             stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         self.pids = {self.process.pid}
 
@@ -235,9 +219,8 @@ def run_to_end(command: list[str], cwd: Path, name: str, work_dir: Path | None, 
 
 # --- reading a run ----------------------------------------------------------------------------------
 def write_config(folder: Path, epochs: int = EPOCHS) -> Path:
-    path = folder / "toy.py"
-    path.write_text(CONFIG.format(tests=str(TESTS), epochs=epochs))
-    return path
+    return write_child_config(folder, name="toy.py", max_epochs=epochs, momentum=0.9, log_interval=2, seed=5,
+                              body_extra=RECORDER)
 
 
 def records(work_dir: Path, rank: int) -> list[dict]:

@@ -15,92 +15,32 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import child_env, wait_for, write_child_config
 
 from cockpit.channel import RunClient
 from cockpit.channel.auth import pid_alive
 from cockpit.checkpoint import load_checkpoint
 
-TESTS_DIR = Path(__file__).resolve().parents[1]
-CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-CHILD_ENV.pop("TMUX", None)
 MAX_EPOCHS = 30
 EPOCH = 8
 
-CONFIG = """
-import os
-import sys
-import time
-
-sys.path.insert(0, {tests!r})
-from toys import ToyData, ToyNet
-
-from cockpit import Hook
-from cockpit.control import Command
-
-
-class Slow(Hook):
-    '''Sleeps after each iteration while the gate file exists, so the run lasts as long as a test needs.'''
-
-    def __init__(self, gate, seconds):
-        self.gate, self.seconds = gate, seconds
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if os.path.exists(self.gate):
-            time.sleep(self.seconds)
-
-
-class Notes(Hook):
-    '''Offers a command of its own: note <text>.'''
-
-    def commands(self):
-        return [Command('note', 'put a note in the run info', self.note, args=('text',))]
-
-    def note(self, runner, text):
-        runner.message_hub.update_info('note', text)
-        return f'noted {{text}}'
-
-
-model = dict(type=ToyNet, dropout=0.2)
-train_dataloader = dict(dataset=dict(type=ToyData, size=64), sampler=dict(type='DefaultSampler', shuffle=True),
-                        batch_size=8)
-optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9))
-train_cfg = dict(by_epoch=True, max_epochs={max_epochs})
-default_hooks = dict(logger=dict(type='LoggerHook', interval=4, backends=('json',)),
-                     checkpoint=dict(type='CheckpointHook', interval=10 ** 6))
-custom_hooks = [dict(type=Slow, gate={gate!r}, seconds=0.1), dict(type=Notes)]
-randomness = dict(seed=3)
-"""
-
 
 def write_config(folder: Path) -> tuple[Path, Path]:
-    """A config in ``folder`` and the gate file that keeps its run slow (about 0.1 s an iteration)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    gate = folder / "gate"
-    gate.touch()
-    config = folder / "cfg.py"
-    config.write_text(CONFIG.format(tests=str(TESTS_DIR), max_epochs=MAX_EPOCHS, gate=str(gate)))
-    return config, gate
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 30, what: str = "the condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
+    """A config in ``folder`` whose run is slow (about 0.1 s an iteration) until the returned file exists."""
+    release = folder / "release"
+    config = write_child_config(folder, max_epochs=MAX_EPOCHS, seconds=0.1, release=release, dropout=0.2,
+                                momentum=0.9, val_interval=None, checkpoint_interval=10 ** 6, seed=3,
+                                custom_hooks=[dict(type="support.NoteHook")])
+    return config, release
 
 
 def cockpit(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
     """Run the ``cockpit`` command to its end (it must never hang)."""
-    return subprocess.run([sys.executable, "-m", "cockpit.cli", *args], cwd=cwd, env=CHILD_ENV,
+    return subprocess.run([sys.executable, "-m", "cockpit.cli", *args], cwd=cwd, env=child_env(),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -124,11 +64,11 @@ class Detached:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.config, self.gate = write_config(folder)
+        self.config, self.release = write_config(folder)
         self.work = folder / "w"
         self.launcher = subprocess.Popen(
             [sys.executable, "-m", "cockpit.cli", "run", str(self.config), "--detach", "--work-dir", str(self.work)],
-            cwd=folder, env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            cwd=folder, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self._launched: tuple[int, str, str] | None = None
 
     @property
@@ -248,7 +188,7 @@ class Lines:
 
 def test_attach_prints_progress_lines_and_detaches_on_ctrl_c(run):
     attach = subprocess.Popen([sys.executable, "-m", "cockpit.cli", "attach", str(run.work)], cwd=run.folder,
-                              env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         out = Lines(attach)
         out.wait_for(rf"^cockpit: attached to \S+ \(pid {run.pid}\); Ctrl-C detaches$")
@@ -290,15 +230,17 @@ def test_ctl_with_an_unknown_command_exits_1(run):
 def test_ctl_help_lists_the_runs_commands_with_those_of_its_hooks(run):
     result = cockpit("ctl", str(run.run_dir), "help", cwd=run.folder)
     assert result.returncode == 0, result.stderr
-    listed = {line.split()[0]: line for line in result.stdout.splitlines()}
-    assert re.fullmatch(r"\s+note text\s+put a note in the run info", listed["note"])
-    assert re.fullmatch(r"\s+resume path\|latest\|best\s+load a checkpoint .*", listed["resume"])
+    # One line per command (usage, description), then an indented line per argument with a hint.
+    listed = {line.split()[0]: line for line in result.stdout.splitlines() if re.match(r"  \S", line)}
+    assert re.fullmatch(r"\s+note <text>\s+put a note in the run info", listed["note"])
+    assert re.fullmatch(r"\s+resume <checkpoint>\s+load a checkpoint .*", listed["resume"])
+    assert "checkpoint: a checkpoint name or path, 'latest' or 'best'" in result.stdout
     assert {"val", "save", "resume", "pause", "continue", "stop", "set", "note"} == set(listed)
 
 
 def test_ls_shows_the_run_finished_once_it_ends(run):
     pid = run.pid
-    run.gate.unlink()
+    run.release.touch()
     wait_for(lambda: not pid_alive(pid), 120, "the run to end")
     record = run.record()
     assert (record["status"], record["iter"]) == ("finished", MAX_EPOCHS * EPOCH)
@@ -323,7 +265,7 @@ def test_ctl_on_a_killed_run_says_it_is_stale_and_never_hangs(runs):
         "work dir": [sys.executable, "-m", "cockpit.cli", "ctl", str(stale.work), "save"],
         "ls": [sys.executable, "-m", "cockpit.cli", "ls", str(stale.work)],
     }
-    started = {name: subprocess.Popen(command, cwd=stale.folder, env=CHILD_ENV, stdout=subprocess.PIPE,
+    started = {name: subprocess.Popen(command, cwd=stale.folder, env=child_env(), stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True) for name, command in calls.items()}
     results = {}
     try:
@@ -347,14 +289,14 @@ def test_ctl_on_a_killed_run_says_it_is_stale_and_never_hangs(runs):
 # --- the terminal goes away; the run does not ---------------------------------------------------
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_the_run_survives_its_terminal_closing(tmp_path):
-    config, gate = write_config(tmp_path)
+    config, release = write_config(tmp_path)
     work = tmp_path / "w"
     server = f"cockpit-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     command = (f"env TERM=xterm-256color OMP_NUM_THREADS=1 {shlex.quote(sys.executable)} -m cockpit.cli run "
                f"{shlex.quote(str(config))} --work-dir {shlex.quote(str(work))}")
 
     def tmux(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["tmux", "-L", server, *args], env=CHILD_ENV, capture_output=True, text=True,
+        return subprocess.run(["tmux", "-L", server, *args], env=child_env(), capture_output=True, text=True,
                               timeout=30)
 
     pid = None
@@ -375,7 +317,7 @@ def test_the_run_survives_its_terminal_closing(tmp_path):
         assert pid_alive(pid) and record["status"] == "running", "the run died with its terminal"
         wait_for(lambda: json.loads((run_dir / "run.json").read_text())["iter"] > record["iter"] + 2, 30,
                  "training to go on after the terminal closed")
-        gate.unlink()
+        release.touch()
         wait_for(lambda: not pid_alive(pid), 120, "the run to finish")
         record = json.loads((run_dir / "run.json").read_text())
         assert (record["status"], record["iter"]) == ("finished", MAX_EPOCHS * EPOCH)

@@ -4,8 +4,8 @@ Each test has a private tmux server (``tmux -L <unique>``), reads the screen wit
 and types with ``send-keys``, as a person at a terminal would. The SSH test starts its own
 ``sshd`` on a free loopback port with keys made in the test folder.
 
-The training runs hold at ~30 iterations/s while a ``hold`` file exists in their folder, so
-they last as long as a test needs and then finish in seconds once the test removes it.
+The training runs go at ~30 iterations/s until a ``release`` file exists in their folder, so
+they last as long as a test needs and then finish in seconds once the test creates it.
 """
 
 from __future__ import annotations
@@ -15,78 +15,32 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import child_env, free_port, wait_for, write_child_config
 
-REPO = Path(__file__).resolve().parents[2]
-TESTS = REPO / "tests"
 VENV_BIN = Path(sys.executable).parent
 COCKPIT = str(VENV_BIN / "cockpit") if (VENV_BIN / "cockpit").is_file() else f"{sys.executable} -m cockpit.cli"
+LOOK = 0.1  # seconds between two looks at a screen (each look starts a tmux process)
 
 pytestmark = [
     pytest.mark.timeout(240),
     pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
 ]
 
-CONFIG = """
-import os
-import sys
-import time
-sys.path.insert(0, {tests!r})
-from toys import ToyData, ToyNet
-from cockpit import Hook
-
-HOLD = {hold!r}
-
-
-class Hold(Hook):
-    # ~30 iterations/s while the test holds the run; full speed once it lets go.
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if os.path.exists(HOLD):
-            time.sleep(0.03)
-
-
-model = dict(type=ToyNet)
-train_dataloader = dict(dataset=dict(type=ToyData, size=4000), sampler=dict(type='DefaultSampler'), batch_size=8)
-val_dataloader = dict(dataset=dict(type=ToyData, size=32, seed=1), sampler=dict(type='DefaultSampler', shuffle=False),
-                      batch_size=16)
-val_evaluator = dict(type='Accuracy')
-val_cfg = dict()
-optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1))
-train_cfg = dict(by_epoch=True, max_epochs=2, val_interval=1)
-default_hooks = dict(logger=dict(type='LoggerHook', interval=50, backends=('json',)),
-                     checkpoint=dict(type='CheckpointHook', interval=1))
-custom_hooks = [dict(type=Hold)]
-randomness = dict(seed=0)
-"""
-
 BRAILLE = re.compile("[\u2801-\u28ff]")  # plotext draws lines in braille dots
 
 
 def write_config(folder: Path) -> Path:
-    """``tuirun.py`` in ``folder``, holding while ``folder/hold`` exists (created here)."""
-    hold = folder / "hold"
-    hold.touch()
-    config = folder / "tuirun.py"
-    config.write_text(CONFIG.format(tests=str(TESTS), hold=str(hold)))
-    return config
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0, show: Callable[[], str] = str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{show()}")
+    """``tuirun.py`` in ``folder``: ~30 iterations/s until ``folder/release`` exists, then full speed."""
+    return write_child_config(folder, name="tuirun.py", seconds=0.03, release=folder / "release", train_size=4000,
+                              log_interval=50)
 
 
 def run_record(work: Path) -> dict:
@@ -140,7 +94,8 @@ class Tmux:
         self.socket = f"cockpit-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     def __call__(self, *args: str) -> str:
-        result = subprocess.run(["tmux", "-u", "-L", self.socket, *args], capture_output=True, text=True, timeout=20)
+        result = subprocess.run(["tmux", "-u", "-L", self.socket, *args], env=child_env(), capture_output=True,
+                                text=True, timeout=20)
         if result.returncode != 0:
             raise AssertionError(f"tmux {' '.join(args)} failed: {result.stderr}")
         return result.stdout
@@ -186,23 +141,24 @@ def test_cockpit_run_in_a_terminal(tmp_path, tmux):
     work = tmp_path / "w"
     try:
         tmux.start(f"sh -c '{COCKPIT} run {config} --work-dir {work}; echo $? > {tmp_path}/rc'", 100, 30, tmp_path)
-        wait_for(lambda: cockpit_showing(tmux.screen(), "tuirun_"), "the cockpit: status line and a plot",
-                 show=tmux.screen)
+        wait_for(lambda: cockpit_showing(tmux.screen(), "tuirun_"), what="the cockpit: status line and a plot",
+                 interval=LOOK, show=tmux.screen)
         assert "hooks, in execution order" not in tmux.screen(), "100 columns is the narrow layout"
 
         tmux.keys("s")
-        wait_for(lambda: list(work.glob("iter_*.pth")), "the checkpoint that s asked for", show=tmux.screen)
+        wait_for(lambda: list(work.glob("iter_*.pth")), what="the checkpoint that s asked for", show=tmux.screen)
 
         tmux("resize-window", "-t", "app", "-x", "160", "-y", "45")
-        wait_for(lambda: "hooks, in execution order" in tmux.screen(), "the hooks pane at 160x45",
-                 show=tmux.screen)
+        wait_for(lambda: "hooks, in execution order" in tmux.screen(), what="the hooks pane at 160x45",
+                 interval=LOOK, show=tmux.screen)
         assert len(tmux.screen().splitlines()) == 45
 
         tmux.keys("q")
-        wait_for(lambda: "Leave the cockpit?" in tmux.screen(), "the quit screen", show=tmux.screen)
+        wait_for(lambda: "Leave the cockpit?" in tmux.screen(), what="the quit screen", interval=LOOK,
+                 show=tmux.screen)
         tmux.keys("s")
         rc = wait_for(lambda: (tmp_path / "rc").is_file() and (tmp_path / "rc").read_text().strip(),
-                      "cockpit run to exit", show=tmux.screen)
+                      what="cockpit run to exit", show=tmux.screen)
         assert rc == "0", tmux.screen()
         record = run_record(work)
         assert record["status"] == "stopped", record
@@ -212,12 +168,6 @@ def test_cockpit_run_in_a_terminal(tmp_path, tmux):
 
 
 # --- over SSH ------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def sshd(tmp_path) -> Iterator[dict]:
     """An sshd on a free loopback port that lets root in with a key made here."""
@@ -250,7 +200,7 @@ PrintLastLog no
                              capture_output=True, text=True, timeout=30)
     assert started.returncode == 0, started.stderr
     try:
-        wait_for(lambda: pid_file.is_file() and pid_file.read_text().strip(), "sshd's pid file", timeout=20,
+        wait_for(lambda: pid_file.is_file() and pid_file.read_text().strip(), what="sshd's pid file", timeout=20,
                  show=lambda: log.read_text() if log.exists() else "")
         yield {"port": port, "key": folder / "user_key", "known_hosts": folder / "known_hosts", "log": log}
     finally:
@@ -275,7 +225,7 @@ def test_cockpit_attach_over_ssh_and_a_dropped_connection(tmp_path, tmux, sshd):
     config = write_config(tmp_path)
     work = tmp_path / "w"
     started = subprocess.run([*COCKPIT.split(), "run", str(config), "--detach", "--work-dir", str(work)],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                             cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=120)
     assert started.returncode == 0, started.stderr
     run_pid = int(re.search(r"\(pid (\d+)\)", started.stdout).group(1))
     try:
@@ -284,23 +234,23 @@ def test_cockpit_attach_over_ssh_and_a_dropped_connection(tmp_path, tmux, sshd):
         tmux.start(f"ssh -tt -F /dev/null -i {sshd['key']} -p {sshd['port']} "
                    f"-o UserKnownHostsFile={sshd['known_hosts']} -o StrictHostKeyChecking=accept-new "
                    f"-o BatchMode=yes root@127.0.0.1 '{remote}'", 120, 40, tmp_path)
-        wait_for(lambda: cockpit_showing(tmux.screen(), "tuirun_"), "the cockpit over ssh",
+        wait_for(lambda: cockpit_showing(tmux.screen(), "tuirun_"), what="the cockpit over ssh", interval=LOOK,
                  show=lambda: tmux.screen() + sshd["log"].read_text())
 
         tmux.keys("s")
-        wait_for(lambda: list(work.glob("iter_*.pth")), "the checkpoint that s asked for, sent across ssh",
+        wait_for(lambda: list(work.glob("iter_*.pth")), what="the checkpoint that s asked for, sent across ssh",
                  show=tmux.screen)
 
         # The connection drops: the ssh client dies without a word.
         os.kill(ssh_client_pid(tmux), signal.SIGKILL)
         assert run_record(work)["status"] == "running"
-        (tmp_path / "hold").unlink()  # let the run go at full speed to its end
-        wait_for(lambda: run_record(work).get("status") == "finished", "the run to finish without its view",
+        (tmp_path / "release").touch()  # let the run go at full speed to its end
+        wait_for(lambda: run_record(work).get("status") == "finished", what="the run to finish without its view",
                  timeout=120, show=lambda: json.dumps(run_record(work)))
         assert (work / "epoch_2.pth").is_file()
         # The cockpit on the far side of the dropped connection went away too.
-        wait_for(lambda: not processes_running("attach", str(work)), "the remote `cockpit attach` to exit",
-                 timeout=20, show=lambda: str(processes_running("attach", str(work))))
+        wait_for(lambda: not processes_running("attach", str(work)), what="the remote `cockpit attach` to exit",
+                 timeout=20, interval=LOOK, show=lambda: str(processes_running("attach", str(work))))
     finally:
         end_process(run_pid)
         for pid in processes_running("attach", str(work)):  # the remote side, if it outlived the connection

@@ -28,83 +28,22 @@ from typing import Any
 import pytest
 import torch
 import zmq
-from conftest import TESTS_DIR
+from support import child_env, free_port_pair, wait_for, write_child_config
 
 from cockpit import Config, Runner
 from cockpit.channel import ConnectionError_, RunClient, StaleConnectionError, find_runs
 from cockpit.channel.auth import Signer, new_key
 from cockpit.checkpoint import load_checkpoint, read_pointer
 
-CONFIG = """
-import os
-import sys
-import time
-
-sys.path.insert(0, {tests!r})
-from toys import ToyData, ToyNet
-
-from cockpit import Hook
-from cockpit.control import Command
-
-
-class Slow(Hook):
-    '''Sleeps after each iteration while the gate file exists, so the run lasts as long as a test needs.'''
-
-    def __init__(self, gate, seconds):
-        self.gate, self.seconds = gate, seconds
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if os.path.exists(self.gate):
-            time.sleep(self.seconds)
-
-
-class Notes(Hook):
-    '''Offers a command of its own: note <text>.'''
-
-    def commands(self):
-        return [Command('note', 'put a note in the run info', self.note, args=('text',))]
-
-    def note(self, runner, text):
-        runner.message_hub.update_info('note', text)
-        return f'noted {{text}}'
-
-
-model = dict(type=ToyNet, dropout=0.2)
-train_dataloader = dict(dataset=dict(type=ToyData, size=64), sampler=dict(type='DefaultSampler', shuffle=True),
-                        batch_size=8)
-val_dataloader = dict(dataset=dict(type=ToyData, size=32, seed=1), sampler=dict(type='DefaultSampler', shuffle=False),
-                      batch_size=16)
-val_evaluator = dict(type='Accuracy')
-val_cfg = dict()
-optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9))
-train_cfg = dict(by_epoch=True, max_epochs={max_epochs}, val_interval=10 ** 6)
-default_hooks = dict(logger=dict(type='LoggerHook', interval=50, backends=('json',)),
-                     checkpoint=dict(type='CheckpointHook', interval=10 ** 6))
-custom_hooks = [dict(type=Slow, gate={gate!r}, seconds={seconds}), dict(type=Notes)]
-randomness = dict(seed=3)
-"""
-
 EPOCH = 8  # iterations per epoch
 STEADY_EPOCHS = 50
-CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def write_config(folder: Path, max_epochs: int, seconds: float, gate: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "cfg.py"
-    path.write_text(CONFIG.format(tests=str(TESTS_DIR), max_epochs=max_epochs, seconds=seconds, gate=str(gate)))
-    return path
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 30, what: str = "the condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
+def write_config(folder: Path, max_epochs: int, seconds: float, release: Path | None) -> Path:
+    """The module's runs: slow until ``release`` exists; a ``note`` command; no validation or save of their own."""
+    return write_child_config(folder, max_epochs=max_epochs, seconds=seconds, release=release, dropout=0.2,
+                              momentum=0.9, val_interval=10 ** 6, log_interval=50, checkpoint_interval=10 ** 6,
+                              seed=3, custom_hooks=[dict(type="support.NoteHook")])
 
 
 def within(seconds: float, call: Callable[[], Any]) -> Any:
@@ -131,16 +70,15 @@ class Child:
 
     def __init__(self, folder: Path, max_epochs: int, seconds: float, *extra: str) -> None:
         self.folder = folder
-        self.gate = folder / "gate"
+        self.release = folder / "release"
         folder.mkdir(parents=True)
-        self.gate.touch()
-        self.config = write_config(folder, max_epochs, seconds, self.gate)
+        self.config = write_config(folder, max_epochs, seconds, self.release)
         self.work = folder / "w"
         self.output = folder / "output.log"
         with open(self.output, "wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "cockpit.cli", "run", str(self.config), "--no-tui", "--work-dir",
-                 str(self.work), *extra], stdout=out, stderr=subprocess.STDOUT, cwd=folder, env=CHILD_ENV)
+                 str(self.work), *extra], stdout=out, stderr=subprocess.STDOUT, cwd=folder, env=child_env())
         self._run_dir: Path | None = None
 
     @property
@@ -188,21 +126,6 @@ class Child:
             address = json.loads((self._run_dir / "cockpit.json").read_text())["control"]
             if address.startswith("ipc://"):
                 shutil.rmtree(Path(address[len("ipc://"):]).parent, ignore_errors=True)
-
-
-def free_port_pair() -> int:
-    """A port P with P and P + 1 free on 127.0.0.1 (control and events)."""
-    for _ in range(100):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        return port
-    raise RuntimeError("no free pair of ports")
 
 
 @pytest.fixture(scope="module")
@@ -335,7 +258,7 @@ def signed(key: str, kind: str, payload: dict[str, Any], sent: float | None = No
 
 
 # === the steady run: disturbed, and still ending like an undisturbed one =========================
-# (first in the module: it is finite, and its gate keeps it slow only until the last test opens it)
+# (first in the module: it is finite, and it stays slow only until the last test releases it)
 def test_bad_commands_are_rejected_with_a_reason_and_the_run_goes_on(steady, tmp_path):
     foreign = tmp_path / "foreign.pth"
     torch.save({"weights": torch.zeros(4, 8), "epoch": 3}, foreign)
@@ -400,7 +323,7 @@ for event in client.events():
 
 def test_killing_a_view_mid_stream_leaves_training_going(steady):
     view = subprocess.Popen([sys.executable, "-c", VIEW, str(steady.run_dir)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=CHILD_ENV)
+                            stderr=subprocess.STDOUT, text=True, env=child_env())
     try:
         lines = []
         while len(lines) < 3:  # 'events 1', 'events 100', 'events 200': well inside the stream
@@ -424,7 +347,7 @@ def test_killing_a_view_mid_stream_leaves_training_going(steady):
 def undisturbed(tmp_path_factory):
     """The steady run's final weights, trained here without any view, command or delay."""
     folder = tmp_path_factory.mktemp("undisturbed")
-    cfg = Config.fromfile(write_config(folder, STEADY_EPOCHS, 0.0, folder / "no-gate"))
+    cfg = Config.fromfile(write_config(folder, STEADY_EPOCHS, 0.0, None))
     cfg["work_dir"] = str(folder / "w")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the child runs
@@ -437,7 +360,7 @@ def undisturbed(tmp_path_factory):
 
 def test_the_disturbed_run_finishes_exactly_like_an_undisturbed_one(steady, undisturbed):
     steady.run_dir  # noqa: B018 - it serves (and was steered above)
-    steady.gate.unlink()
+    steady.release.touch()
     assert steady.wait(180) == 0, steady.log()[-3000:]
     assert "cockpit: finished" in steady.log()
     final = load_checkpoint(steady.work / f"epoch_{STEADY_EPOCHS}.pth")["state_dict"]
@@ -561,7 +484,9 @@ def test_set_lr_changes_the_lr_the_next_checkpoint_and_survives_resume(client):
 
 def test_a_hook_command_is_listed_and_works(client):
     commands = {c["name"]: c for c in client.commands()}
-    assert commands["note"] == {"name": "note", "description": "put a note in the run info", "args": ["text"]}
+    assert commands["note"]["description"] == "put a note in the run info"
+    assert commands["note"]["usage"] == "note <text>" and commands["note"]["args"][0]["name"] == "text"
+    assert commands["save"]["key"] == "s" and commands["resume"]["args"][0]["kind"] == "checkpoint"
     assert {"val", "save", "resume", "pause", "continue", "stop", "set"} <= set(commands)
     assert applied(client.command("note", "hello there"))["message"] == "noted hello there"
     assert info(client)["note"] == "hello there"

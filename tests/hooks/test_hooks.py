@@ -67,7 +67,7 @@ def order(dispatcher: HookDispatcher) -> list[str]:
 
 
 def names(runner) -> list[str]:
-    return [type(h).__name__ for h in runner.hooks.hooks]
+    return [type(h).__name__ for h in runner.hooks]
 
 
 def stage_entries(table: tuple, stage: str) -> list[str]:
@@ -76,7 +76,7 @@ def stage_entries(table: tuple, stage: str) -> list[str]:
 
 
 def find_hook(runner, cls: type) -> Hook:
-    found = [h for h in runner.hooks.hooks if type(h) is cls]
+    found = [h for h in runner.hooks if type(h) is cls]
     assert len(found) == 1, f"expected one {cls.__name__}, found {len(found)}"
     return found[0]
 
@@ -239,7 +239,7 @@ def test_register_hook_publishes_the_new_table(make_runner):
         runner.register_hook(make_hook_class("Published", ("after_run",), 42)())
         changes = [e for e in sub.poll() if isinstance(e, ev.HooksChanged)]
     assert len(changes) == 1
-    assert changes[0].table == hub.hooks_table == runner.hooks.table()
+    assert changes[0].table == hub.hooks_table == runner.dispatcher.table()
     assert dict(hub.hooks_table)["after_run"] == (("42", 42, "Published"), ("BELOW_NORMAL", 60, "LoggerHook"))
 
 
@@ -287,7 +287,7 @@ def test_hook_is_called_only_at_the_stages_it_overrides(make_runner):
     assert hook.calls == [("before_train_epoch", 0), ("after_val_epoch", 1),
                           ("before_train_epoch", 1), ("after_val_epoch", 2), ("after_train", 2)]
     overridden = {"before_train_epoch", "after_val_epoch", "after_train"}
-    for table in (runner.hooks.table(), runner.message_hub.hooks_table):
+    for table in (runner.dispatcher.table(), runner.message_hub.hooks_table):
         for stage in STAGES:
             assert ("StageRecorder" in stage_entries(table, stage)) == (stage in overridden), stage
     timed = {stage for stage, hook_name in runner.message_hub.hook_timings() if hook_name == "StageRecorder"}
@@ -332,7 +332,7 @@ def test_runner_hooks_info_matches_mmengine_for_defaults_and_custom_hooks(make_r
     runner.register_hook(make_hook_class("IntPriority", ("before_train_iter", "after_val"), 42)())
     runner.register_hook(make_hook_class("EnumPriority", ("before_train_iter",), Priority.ABOVE_NORMAL)())
     text = runner.hooks_info()
-    assert text == mmengine_hooks_info(runner.hooks.hooks)
+    assert text == mmengine_hooks_info(runner.hooks)
     assert runner.get_hooks_info() == text
     blocks = text.split("\n -------------------- ")
     assert blocks[0].splitlines() == [
@@ -362,9 +362,9 @@ def test_hooks_info_is_written_to_the_run_log(make_runner):
 
 def test_six_default_hooks_with_mmengine_priorities(make_runner):
     runner = make_runner(default_hooks=None)  # no default_hooks key at all
-    assert [(type(h).__name__, get_priority(h.priority)) for h in runner.hooks.hooks] == DEFAULT_ORDER
+    assert [(type(h).__name__, get_priority(h.priority)) for h in runner.hooks] == DEFAULT_ORDER
     classes = [RuntimeInfoHook, IterTimerHook, DistSamplerSeedHook, LoggerHook, ParamSchedulerHook, CheckpointHook]
-    assert [type(h) for h in runner.hooks.hooks] == classes
+    assert [type(h) for h in runner.hooks] == classes
     assert find_hook(runner, CheckpointHook).interval == 1
     assert find_hook(runner, LoggerHook).interval == 10
 
@@ -381,13 +381,13 @@ def test_default_hook_set_to_none_is_removed(make_runner):
 
 def test_default_hook_override_replaces_it(make_runner):
     runner = make_runner(default_hooks=dict(logger=dict(type="LoggerHook", interval=2)))
-    assert [(type(h).__name__, get_priority(h.priority)) for h in runner.hooks.hooks] == DEFAULT_ORDER
+    assert [(type(h).__name__, get_priority(h.priority)) for h in runner.hooks] == DEFAULT_ORDER
     assert find_hook(runner, LoggerHook).interval == 2
 
 
 def test_default_hook_override_with_an_instance(make_runner):
     runner = make_runner(default_hooks=dict(logger=LoggerHook(interval=3, backends=("json",))))
-    assert [type(h).__name__ for h in runner.hooks.hooks] == [name for name, _ in DEFAULT_ORDER]
+    assert [type(h).__name__ for h in runner.hooks] == [name for name, _ in DEFAULT_ORDER]
     assert find_hook(runner, LoggerHook).interval == 3
 
 
@@ -409,9 +409,9 @@ def test_custom_hooks_as_dicts_and_instances(make_runner):
 
 def test_custom_hook_dict_with_string_type_builds_a_builtin(make_runner):
     runner = make_runner(custom_hooks=[dict(type="IterTimerHook", priority="LOWEST")])
-    timers = [h for h in runner.hooks.hooks if isinstance(h, IterTimerHook)]
-    assert len(timers) == 2 and runner.hooks.hooks[-1] is timers[1]
-    assert runner.hooks.names[-1] == "IterTimerHook#2"
+    timers = [h for h in runner.hooks if isinstance(h, IterTimerHook)]
+    assert len(timers) == 2 and runner.hooks[-1] is timers[1]
+    assert runner.dispatcher.names[-1] == "IterTimerHook#2"
 
 
 class NotAHook:
@@ -440,7 +440,7 @@ def test_non_hook_default_hook_is_an_error(make_runner):
 
 def test_register_hook_rejects_non_hooks_and_bad_priorities(make_runner):
     runner = make_runner()
-    before = list(runner.hooks.hooks)
+    before = list(runner.hooks)
     with pytest.raises(TypeError, match="Hook"):
         runner.register_hook(42)
     with pytest.raises(TypeError, match="Hook"):
@@ -451,7 +451,7 @@ def test_register_hook_rejects_non_hooks_and_bad_priorities(make_runner):
         runner.register_hook(dict(type=make_hook_class("Bad2"), priority=101))
     with pytest.raises(TypeError):
         runner.register_hook(make_hook_class("Bad3")(), priority=True)
-    assert runner.hooks.hooks == before
+    assert runner.hooks == before
 
 
 # --- runtime info in the hub -----------------------------------------------------------
@@ -678,7 +678,7 @@ class Boom(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if runner.iter == self.at:
-            logger = next(h for h in runner.hooks.hooks if isinstance(h, LoggerHook))
+            logger = next(h for h in runner.hooks if isinstance(h, LoggerHook))
             self.writers = list(logger.writers)
             raise RuntimeError(f"boom at iter {runner.iter}")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from toys import ToyData, ToyNet
+from support import ToyData, ToyNet
 
 from cockpit import BaseMetric, CheckpointError, CheckpointHook, Hook
 from cockpit.checkpoint import load_checkpoint
@@ -112,13 +112,11 @@ class Probe(Hook):
         self.best_scores: list = []
         self.iters = 0
         self.saved_now: tuple[Path, Path] | None = None
-        self.temporaries_before_run: list[str] | None = None
-
-    def before_run(self, runner) -> None:
-        # Called after load_or_resume(), before any before_train hook.
-        self.temporaries_before_run = sorted(p.name for p in runner.work_dir.glob(".tmp-*"))
+        self.temporaries_before_train: list[str] | None = None
 
     def before_train(self, runner) -> None:
+        # Called after load_or_resume() (which follows before_run, as in MMEngine).
+        self.temporaries_before_train = sorted(p.name for p in runner.work_dir.glob(".tmp-*"))
         optimizer = runner.optim_wrapper.optimizer
         self.start = dict(
             epoch=runner.epoch, iter=runner.iter, resumed_from=runner.resumed_from,
@@ -144,7 +142,7 @@ class Probe(Hook):
 
 
 def probe(runner) -> Probe:
-    return next(h for h in runner.hooks.hooks if isinstance(h, Probe))
+    return next(h for h in runner.hooks if isinstance(h, Probe))
 
 
 def train(make_runner, **overrides):
@@ -597,7 +595,7 @@ def test_auto_resume_ignores_and_removes_leftover_temporaries(make_runner, work)
                    custom_hooks=[Probe()])
     assert Path(runner.resumed_from) == work / "epoch_2.pth"
     assert probe(runner).start["epoch"] == 2
-    assert probe(runner).temporaries_before_run == [], "auto-resume did not remove the leftover"
+    assert probe(runner).temporaries_before_train == [], "auto-resume did not remove the leftover"
     assert not leftover.exists()
     assert any(".tmp-epoch_3.pth.xyz" in w for w in warnings_of(runner)), warnings_of(runner)
 

@@ -1,0 +1,426 @@
+"""The ``Checkpointer``: what goes into a checkpoint, where it goes, and what is kept.
+
+It is the one owner of checkpoint files in a run:
+
+- what a checkpoint holds (weights, optimizer, schedulers, hub, hooks' state, RNG, position);
+- writing it atomically, then moving the ``last_checkpoint`` pointer;
+- rotation (``max_keep_ckpts``) and the records of the best checkpoints, which it keeps in its
+  own state (saved in every checkpoint) and mirrors into the hub's runtime info under
+  MMEngine's names (``last_ckpt``, ``keep_ckpt_ids``, ``best_ckpt``...);
+- a ``CheckpointSaved`` event for every file written and a ``CheckpointRemoved`` event for
+  every file it deletes, so views never look at the disk themselves;
+- reading a checkpoint back: checking that it fits, restoring a full training state, or
+  loading weights only.
+
+``CheckpointHook`` decides *when* to save; this class does the saving. A save never deletes
+the only good checkpoint: old files go only after the new one is complete and named by the
+pointer, and never the best, the latest, or the one this run resumed from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from cockpit import checkpoint as ckpt
+from cockpit.errors import CheckpointError
+from cockpit.events import Status
+from cockpit.version import __version__
+
+if TYPE_CHECKING:
+    from cockpit.hooks.dispatch import HookDispatcher
+    from cockpit.interface import RunContext
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DDP (or similar) wrapper."""
+    return getattr(model, "module", model)
+
+
+class Checkpointer:
+    """Writes, rotates, finds and reads the checkpoints of one run.
+
+    Args:
+        run: the run whose state goes into checkpoints.
+        hooks: the run's hooks (their ``state_dict()`` goes into checkpoints).
+        trusted: load checkpoints that need arbitrary pickles (only for files one trusts).
+    """
+
+    def __init__(self, run: RunContext, hooks: HookDispatcher, trusted: bool = False) -> None:
+        self.run = run
+        self.hooks = hooks
+        self.trusted = trusted
+        self.out_dir: Path | None = None
+        self.filename_tmpl = "epoch_{}.pth"
+        self.max_keep_ckpts = -1
+        self.periodic_contents = {"save_optimizer": True, "save_param_scheduler": True}
+        # Bookkeeping, saved in every checkpoint (``state_dict``) and mirrored into the hub.
+        self.last_ckpt: str | None = None
+        self.keep_ckpt_ids: list[int] = []
+        self.best_ckpts: dict[str, str] = {}  # by the hub's name for it: best_ckpt, best_ckpt_<key>
+
+    # --- where -----------------------------------------------------------------------------
+    @property
+    def folder(self) -> Path:
+        """Where checkpoints go: the configured ``out_dir``, else the work dir."""
+        return Path(self.out_dir) if self.out_dir is not None else Path(self.run.work_dir)
+
+    def configure(self, out_dir: str | os.PathLike | None = None, filename_tmpl: str | None = None,
+                  max_keep_ckpts: int | None = None, save_optimizer: bool = True,
+                  save_param_scheduler: bool = True) -> Path:
+        """Set where periodic checkpoints go, what they hold and how many are kept (``CheckpointHook``).
+
+        ``out_dir`` follows MMEngine: ``out_dir/<last folder of work_dir>`` unless it is the work dir.
+        """
+        work_dir = Path(self.run.work_dir)
+        if out_dir is None or Path(out_dir) == work_dir:
+            self.out_dir = work_dir
+        else:
+            self.out_dir = Path(out_dir) / work_dir.name
+        if filename_tmpl is not None:
+            self.filename_tmpl = filename_tmpl
+        if max_keep_ckpts is not None:
+            self.max_keep_ckpts = max_keep_ckpts
+        self.periodic_contents = {"save_optimizer": save_optimizer, "save_param_scheduler": save_param_scheduler}
+        if self.run.is_main_process:
+            for leftover in ckpt.clean_temporaries(self.out_dir):
+                self.run.logger.warning(f"removed {leftover.name}, left by an interrupted save")
+        self._adopt_hub_records()
+        self.rotate()
+        return self.out_dir
+
+    # --- writing ---------------------------------------------------------------------------
+    def contents(self, save_optimizer: bool = True, save_param_scheduler: bool = True,
+                 meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Everything a checkpoint holds, as a dict ``torch.load(weights_only=True)`` can read back."""
+        run = self.run
+        position = run.position()
+        batch_size = run.train_batch_size
+        checkpoint: dict[str, Any] = {
+            "meta": {
+                "format": ckpt.FORMAT,
+                "cockpit_version": __version__,
+                **position,
+                "seed": run.seed,
+                "experiment_name": run.experiment_name,
+                "cfg": run.cfg.pretty_text,
+                "time": time.time(),
+                "world_size": run.world_size,
+                "batch_size": batch_size,
+                # Samples of the current epoch consumed by all ranks together: lets a run resume
+                # with another number of processes at the same place in the data.
+                "samples_in_epoch": position["batch_in_epoch"] * run.world_size * (batch_size or 1),
+                **(meta or {}),
+            },
+            "state_dict": unwrap_model(run.model).state_dict(),
+            "message_hub": run.message_hub.state_dict(),
+            "rng": ckpt.rng_state(),
+            "checkpointer": self.state_dict(),
+        }
+        if save_optimizer and run.optim_wrapper is not None:
+            checkpoint["optimizer"] = run.optim_wrapper.state_dict()
+        if save_param_scheduler and run.param_schedulers:
+            checkpoint["param_schedulers"] = [s.state_dict() for s in run.param_schedulers]
+        states = {}
+        for name, hook in zip(self.hooks.names, self.hooks.hooks, strict=True):
+            state = hook.state_dict()
+            if state is not None:
+                states[name] = state
+        checkpoint["hooks"] = states
+        return checkpoint
+
+    def write(self, filename: str, save_optimizer: bool = True, save_param_scheduler: bool = True,
+              meta: Mapping[str, Any] | None = None, out_dir: str | os.PathLike | None = None) -> Path:
+        """Write one checkpoint atomically to ``out_dir/filename`` (rank 0), then announce it."""
+        run = self.run
+        checkpoint = self.contents(save_optimizer, save_param_scheduler, meta)
+        run.call_hook("before_save_checkpoint", checkpoint=checkpoint)
+        path = Path(out_dir if out_dir is not None else self.folder) / filename
+        if run.is_main_process:
+            hub = run.message_hub
+            status = hub.status
+            hub.set_status(Status.SAVING)
+            try:
+                ckpt.save_checkpoint(checkpoint, path)
+            finally:
+                hub.set_status(status)
+            meta_position = checkpoint["meta"]
+            hub.record_checkpoint(str(path), meta_position["epoch"], meta_position["iter"])
+        return path
+
+    def save_periodic(self, step: int) -> Path:
+        """The periodic checkpoint of ``step`` (an epoch or iteration count), then rotation."""
+        filename = self.filename_tmpl.format(step)
+        if self.max_keep_ckpts > 0 and (not self.keep_ckpt_ids or self.keep_ckpt_ids[-1] != step):
+            self.keep_ckpt_ids.append(step)
+        return self._save_resumable(filename, rotate=True, **self.periodic_contents)
+
+    def save_now(self, reason: str = "requested") -> Path:
+        """A resumable checkpoint of the current position at once (a command, a signal): ``iter_<N>.pth``.
+
+        Not rotated, unless an iteration-based periodic save writes the same name.
+        """
+        path = self._save_resumable(f"iter_{self.run.position()['iter']}.pth", rotate=False)
+        self.run.logger.info(f"saved {path.name} ({reason})")
+        return path
+
+    def _save_resumable(self, filename: str, rotate: bool, save_optimizer: bool = True,
+                        save_param_scheduler: bool = True) -> Path:
+        run = self.run
+        if self.out_dir is None:
+            self.configure()
+        path = self.folder / filename
+        # The bookkeeping goes into the checkpoint: record the file as the latest before writing,
+        # so a run resumed from it knows which files it made and which one it is.
+        previous = self.last_ckpt
+        self.last_ckpt = str(path)
+        self._mirror()
+        try:
+            self.write(filename, save_optimizer, save_param_scheduler)
+        except BaseException:
+            self.last_ckpt = previous
+            self._mirror()
+            raise
+        if run.is_main_process:
+            ckpt.write_pointer(run.work_dir, path)
+            ckpt.fault_point("before_rotation")
+            if rotate:
+                self.rotate()
+        return path
+
+    def save_best(self, key: str, score: float, filename: str, info_keys: tuple[str, str]) -> Path:
+        """Save ``filename`` as the best for ``key``; the previous best goes once the new one is complete.
+
+        ``info_keys`` are the hub's runtime-info names for the score and the path (MMEngine's
+        ``best_score``/``best_ckpt``, suffixed with the key when there are several).
+        """
+        hub = self.run.message_hub
+        score_key, path_key = info_keys
+        previous = self.best_ckpts.get(path_key)
+        path = self.folder / filename.replace("/", "_")
+        hub.update_info(score_key, float(score))
+        hub.update_info(path_key, str(path))
+        self.best_ckpts[path_key] = str(path)
+        self.write(path.name, save_optimizer=False, save_param_scheduler=False)
+        if previous and previous != str(path) and self.run.is_main_process:
+            self._remove(Path(previous), "a new best replaced it")
+        return path
+
+    # --- what is kept -----------------------------------------------------------------------
+    def protected(self) -> set[str]:
+        """Files rotation never deletes: the best ones, the latest, and the one this run resumed from."""
+        keep = set(self.best_ckpts.values())
+        if self.last_ckpt:
+            keep.add(self.last_ckpt)
+        if self.run.resumed_from:
+            keep.add(str(self.run.resumed_from))
+        return {str(Path(p).resolve()) for p in keep}
+
+    def rotate(self) -> None:
+        """Delete the oldest periodic checkpoints beyond ``max_keep_ckpts`` (never a protected one)."""
+        if self.max_keep_ckpts <= 0:
+            return
+        protected = self.protected()
+        while len(self.keep_ckpt_ids) > self.max_keep_ckpts:
+            step = self.keep_ckpt_ids.pop(0)
+            path = self.folder / self.filename_tmpl.format(step)
+            if self.run.is_main_process and str(path.resolve()) not in protected and path.is_file():
+                self._remove(path, f"max_keep_ckpts={self.max_keep_ckpts}")
+        self._mirror()
+
+    def _remove(self, path: Path, reason: str) -> None:
+        path.unlink(missing_ok=True)
+        self.run.message_hub.record_checkpoint_removed(str(path), reason)
+        self.run.logger.info(f"removed old checkpoint {path.name} ({reason})")
+
+    def _mirror(self) -> None:
+        hub = self.run.message_hub
+        hub.update_info("last_ckpt", self.last_ckpt)
+        hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))
+
+    def _adopt_hub_records(self) -> None:
+        # A checkpoint written before the checkpointer kept its own state (or by MMEngine)
+        # carries the records in the hub's runtime info only.
+        hub = self.run.message_hub
+        if self.last_ckpt is None and hub.get_info("last_ckpt"):
+            self.last_ckpt = hub.get_info("last_ckpt")
+        if not self.keep_ckpt_ids and hub.get_info("keep_ckpt_ids"):
+            self.keep_ckpt_ids = [int(i) for i in hub.get_info("keep_ckpt_ids")]
+        if not self.best_ckpts:
+            self.best_ckpts = {name: value for name, value in hub.runtime_info.items()
+                               if name.startswith("best_ckpt") and value}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_ckpt": self.last_ckpt, "keep_ckpt_ids": list(self.keep_ckpt_ids),
+                "best_ckpts": dict(self.best_ckpts)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.last_ckpt = state.get("last_ckpt")
+        self.keep_ckpt_ids = [int(i) for i in state.get("keep_ckpt_ids", [])]
+        self.best_ckpts = dict(state.get("best_ckpts", {}))
+
+    # --- finding ----------------------------------------------------------------------------
+    def resolve(self, which: str) -> Path:
+        """The checkpoint ``which`` names: ``latest``, ``best``, a path, or a bare name in the checkpoint folders.
+
+        Raises:
+            CheckpointError: naming where it looked.
+        """
+        work_dir = Path(self.run.work_dir)
+        if which == "latest":
+            path = ckpt.read_pointer(work_dir)
+            if path is None:
+                raise CheckpointError(f"no checkpoint yet: {work_dir / ckpt.POINTER} does not exist")
+        elif which == "best":
+            if not self.best_ckpts:
+                raise CheckpointError("no best checkpoint yet (set CheckpointHook(save_best=...) and validate)")
+            path = Path(next(iter(self.best_ckpts.values())))
+        else:
+            path = Path(which).expanduser()
+            if not path.is_absolute():
+                folders = dict.fromkeys([self.folder, work_dir])
+                path = next((folder / path for folder in folders if (folder / path).is_file()), path.resolve())
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {which} does not exist (looked for {path})")
+        return path
+
+    # --- reading ------------------------------------------------------------------------------
+    def read(self, filename: str | os.PathLike) -> dict[str, Any]:
+        return ckpt.load_checkpoint(filename, map_location="cpu", trusted=self.trusted)
+
+    def check_fits(self, checkpoint: Mapping[str, Any], filename: str | os.PathLike, schedulers: bool) -> None:
+        """Raise CheckpointError unless the checkpoint's weights and schedulers fit this run."""
+        own = unwrap_model(self.run.model).state_dict()
+        theirs = checkpoint["state_dict"]
+        problems = [f"missing {k}" for k in own if k not in theirs]
+        problems += [f"unexpected {k}" for k in theirs if k not in own]
+        problems += [f"{k}: {tuple(theirs[k].shape)} in the file, {tuple(v.shape)} in the model"
+                     for k, v in own.items() if k in theirs and hasattr(theirs[k], "shape")
+                     and tuple(theirs[k].shape) != tuple(v.shape)]
+        if problems:
+            shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            raise CheckpointError(f"{filename} does not fit this model ({shown}); was it saved by another config?")
+        count = len(checkpoint.get("param_schedulers", ()))
+        if schedulers and "param_schedulers" in checkpoint and count != len(self.run.param_schedulers):
+            raise CheckpointError(f"{filename} has {count} parameter schedulers but the config builds "
+                                  f"{len(self.run.param_schedulers)}; resume with the config it was trained with")
+
+    def load_weights(self, filename: str | os.PathLike, strict: bool = False,
+                     revise_keys: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+        """Load model weights only (``load_from``), stripping a ``module.`` prefix."""
+        run = self.run
+        checkpoint = self.read(filename)
+        state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+        if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CheckpointError(f"{filename} holds no model weights (no 'state_dict' of tensors)")
+        for pattern, replacement in revise_keys or [(r"^module\.", "")]:
+            state = {re.sub(pattern, replacement, k): v for k, v in state.items()}
+        result = unwrap_model(run.model).load_state_dict(state, strict=strict)
+        if result.missing_keys or result.unexpected_keys:
+            run.logger.warning(f"loaded {filename} with missing keys {result.missing_keys} "
+                               f"and unexpected keys {result.unexpected_keys}")
+        run.logger.info(f"Load checkpoint from {filename}")
+        return checkpoint
+
+    def restore(self, filename: str | os.PathLike, resume_optimizer: bool = True,
+                resume_param_scheduler: bool = True, checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Restore a full training state: weights, optimizer, schedulers, hub, hooks, RNG, position.
+
+        ``checkpoint`` is the file's content when the caller has already read it. Everything is
+        checked before anything changes: a refused resume leaves the run as it was.
+        """
+        run = self.run
+        if checkpoint is None:
+            checkpoint = ckpt.check_cockpit_checkpoint(self.read(filename), filename)
+        meta = checkpoint["meta"]
+        loop = run.train_loop
+        self.check_fits(checkpoint, filename, resume_param_scheduler)
+        unwrap_model(run.model).load_state_dict(checkpoint["state_dict"])
+        if resume_optimizer and "optimizer" in checkpoint and run.optim_wrapper is not None:
+            run.optim_wrapper.load_state_dict(checkpoint["optimizer"])
+        elif resume_optimizer and run.optim_wrapper is not None:
+            run.logger.warning(f"{filename} has no optimizer state; the optimizer starts fresh")
+        if resume_param_scheduler and "param_schedulers" in checkpoint:
+            for scheduler, state in zip(run.param_schedulers, checkpoint["param_schedulers"], strict=True):
+                scheduler.load_state_dict(state)
+        run.message_hub.load_state_dict(checkpoint["message_hub"])
+        if "checkpointer" in checkpoint:
+            self.load_state_dict(checkpoint["checkpointer"])
+        else:
+            self.last_ckpt, self.keep_ckpt_ids, self.best_ckpts = None, [], {}
+            self._adopt_hub_records()
+        for name, hook in zip(self.hooks.names, self.hooks.hooks, strict=True):
+            state = checkpoint.get("hooks", {}).get(name)
+            if state is not None:
+                hook.load_state_dict(state)
+        batch_in_epoch = int(meta.get("batch_in_epoch", 0))
+        batch_size = run.train_batch_size or 1
+        if meta.get("world_size", 1) != run.world_size and "samples_in_epoch" in meta:
+            batch_in_epoch = int(meta["samples_in_epoch"]) // (batch_size * run.world_size)
+            run.logger.warning(f"{filename} was written by {meta.get('world_size', 1)} processes and this run has "
+                               f"{run.world_size}: continuing at batch {batch_in_epoch} of the epoch")
+        loop.restore_position(int(meta["epoch"]), int(meta["iter"]), batch_in_epoch)
+        run.optim_wrapper.initialize_count_status(loop.iter, loop.max_iters)
+        if "rng" in checkpoint:
+            ckpt.set_rng_state(checkpoint["rng"])
+        old_batch = meta.get("batch_size")
+        if old_batch is not None and meta.get("world_size", 1) * old_batch != run.world_size * (
+                run.train_batch_size or old_batch):
+            run.logger.warning("the global batch size differs from the checkpoint's run; "
+                               "the learning-rate schedule and data position may not match")
+        return checkpoint
+
+    def auto_resume(self, resume: Callable[[Path], Any]) -> Path:
+        """``resume=True``: resume from the newest good checkpoint, falling back past corrupt ones.
+
+        ``resume(path)`` does the resuming (the runner's, which also calls the hooks).
+
+        Raises:
+            CheckpointError: nothing to resume from, saying why each candidate failed.
+        """
+        run = self.run
+        if run.is_main_process:
+            for path in ckpt.clean_temporaries(run.work_dir):
+                run.logger.warning(f"removed {path.name}, left by an interrupted save")
+        failures = []
+        for candidate in ckpt.candidate_checkpoints(run.work_dir):
+            if run.is_main_process:
+                ckpt.clean_temporaries(candidate.parent)
+            try:
+                resume(candidate)
+            except CheckpointError as error:
+                failures.append(str(error))
+                run.logger.warning(f"cannot resume from {candidate}: {error}; trying the previous checkpoint")
+                continue
+            if failures:
+                run.logger.warning(f"resumed from the previous good checkpoint {candidate}")
+            return candidate
+        reason = "; ".join(failures) if failures else "no checkpoint files found"
+        raise CheckpointError(f"resume was requested but there is nothing to resume from in {run.work_dir} "
+                              f"({reason}). Start without --resume for a fresh run, or pass the checkpoint path")
+
+    def publish(self, ckpt_path: str, published_keys: list[str]) -> Path:
+        """A slim copy of ``ckpt_path`` with only ``published_keys``, named with its sha256 prefix."""
+        checkpoint = ckpt.load_checkpoint(ckpt_path, trusted=self.trusted)
+        removed = [k for k in checkpoint if k not in published_keys]
+        for key in removed:
+            checkpoint.pop(key)
+        if removed:
+            self.run.logger.info(f"Key {removed} will be removed because they are not found in published_keys. "
+                                 f"If you want to keep them, please set `{removed}` in published_keys")
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        data = buffer.getvalue()
+        sha = hashlib.sha256(data).hexdigest()
+        final = Path(f"{os.path.splitext(ckpt_path)[0]}-{sha[:8]}.pth")
+        ckpt.atomic_write(final, lambda file: file.write(data))
+        self.run.logger.info(f"The checkpoint ({ckpt_path}) is published to {final}.")
+        return final
