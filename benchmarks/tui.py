@@ -63,12 +63,16 @@ def ms(seconds: list[float]) -> float:
 # --- 1. frames --------------------------------------------------------------------------------
 def feed_events(state, scalars: dict) -> None:  # noqa: ANN001 - a RunState
     """Apply every point of ``scalars`` as the channel's ``ScalarUpdated`` events, in step order."""
+    from cockpit.events import ScalarUpdated
+
     series = list(scalars.items())
     apply = state.apply
+    seq = state.seq
     for index in range(len(series[0][1]["steps"])):
         for key, data in series:
             if index < len(data["steps"]):
-                apply({"t": "ScalarUpdated", "key": key, "step": data["steps"][index], "value": data["values"][index]})
+                seq += 1
+                apply(ScalarUpdated(seq, key, data["values"][index], data["steps"][index]))
 
 
 async def measure_frames(points: int, reps: int, profile: bool, feed: str = "snapshot") -> dict[str, float | str]:

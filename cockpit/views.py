@@ -1,8 +1,8 @@
 """Views that need no UI package: plain progress lines from a run's event stream.
 
 ``PlainView`` is what ``cockpit run`` and ``cockpit attach`` show when the
-terminal UI is not used: the run's log lines, command outcomes and status
-changes, as they happen, read through ``RunClient`` like any other view.
+terminal UI is not used: the run's log lines as they happen, read through
+``RunClient`` into a ``RunState`` like any other view.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from cockpit import commands
 from cockpit.channel.auth import ConnectionError_, StaleConnectionError
 from cockpit.channel.client import RunClient
-
-ENDED = ("finished", "failed", "stopped")
+from cockpit.events import Status, is_ended
+from cockpit.viewstate import RunState
 
 
 def format_log(when: float, message: str) -> str:
@@ -41,23 +42,27 @@ class PlainView:
         self.out = out
         self.on_interrupt = on_interrupt
         self.alive = alive
-        self.status = ""
-        self.detail = ""
+        self.state = RunState()
         self._interrupts = 0
         self._stop_sent = threading.Event()
 
     def _print(self, line: str) -> None:
         print(line, file=self.out, flush=True)
 
-    def _show(self, event: dict[str, Any]) -> None:
-        kind = event["t"]
-        if kind == "LogRecorded":
-            self._print(format_log(event["time"], event["message"]))
-        elif kind == "StatusChanged":
-            self.status, self.detail = event["status"], event.get("detail", "")
-        elif kind == "Snapshot":
-            snapshot = event["snapshot"]
-            self.status, self.detail = snapshot["status"], snapshot.get("status_detail", "")
+    @property
+    def status(self) -> str:
+        return self.state.status
+
+    @property
+    def detail(self) -> str:
+        return self.state.status_detail
+
+    def _show(self, messages: list[dict[str, Any]]) -> None:
+        self.state.receive(messages)
+        if self.state.needs_snapshot:
+            self.state.load_snapshot(self.client.snapshot(max_points=1))
+        for when, _, message in self.state.take_logs():
+            self._print(format_log(when, message))
 
     def _interrupt(self, signum: int, frame: Any) -> None:
         self._interrupts += 1
@@ -69,28 +74,26 @@ class PlainView:
 
     def run(self) -> str:
         """Follow the run; returns its final status, or ``'detached'``."""
-        snapshot = self.client.snapshot(max_points=1)
-        self.status, self.detail = snapshot["status"], snapshot.get("status_detail", "")
-        for when, _, message in snapshot["logs"][-20:]:
+        self.state.load_snapshot(self.client.snapshot(max_points=1))
+        for when, _, message in self.state.take_logs()[-20:]:
             self._print(format_log(when, message))
         previous = signal.signal(signal.SIGINT, self._interrupt) if threading.current_thread() is threading.main_thread() else None
         try:
-            while self.status not in ENDED:
+            while not self.state.ended:
                 if self._stop_sent.is_set():
                     self._stop_sent.clear()
-                    self.client.command("stop", wait=False)
-                for event in self.client.poll_events(timeout=0.2):
-                    self._show(event)
+                    self.client.command(commands.STOP, wait=False)
+                self._show(self.client.poll_events(timeout=0.2))
                 if self.alive is not None and not self.alive():
-                    for event in self.client.poll_events(timeout=0.2):
-                        self._show(event)
+                    self._show(self.client.poll_events(timeout=0.2))
                     break
         except KeyboardInterrupt:
             self._print(f"cockpit: detached; the run goes on. Attach again with: cockpit attach "
                         f"{self.client.info.get('run_dir', '')}")
             return "detached"
         except StaleConnectionError:
-            self.status = self.status if self.status in ENDED else "died"
+            if not is_ended(self.status):
+                self.state.set_status(Status.DIED, "the run's process is gone")
         except ConnectionError_ as error:
             self._print(f"cockpit: lost the run: {error}")
             return "lost"

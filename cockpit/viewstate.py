@@ -1,8 +1,22 @@
 """What a view knows about a run: a snapshot, kept current by the event stream.
 
-``RunState`` is the one data model behind every view (terminal, notebook):
-it is fed a hub snapshot and then the channel's events, and renderers read it.
-It holds plain Python data only and imports no UI package.
+``RunState`` is the one model behind every view (the terminal UI, the notebook
+widget, the plain progress lines). It is fed a hub snapshot, then the
+channel's messages (``receive``), and renderers read it. It holds plain Python
+data only and imports no UI package.
+
+The rules, the same for every view:
+
+- A snapshot replaces everything (``load_snapshot``); log records already seen
+  are not handed out again.
+- Events are typed (``cockpit.events``), decoded once as they come in, and
+  dispatched on their class through one table (``_APPLY``).
+- A gap in the sequence numbers, or a hub that was reloaded from a checkpoint
+  (runtime info ``resynced``), sets ``needs_snapshot``: whoever feeds the state
+  then fetches a new snapshot.
+- ``changed`` names the parts touched since a renderer last drew
+  (``take_changes``), so it redraws only those.
+- The run's commands are data (``CommandInfo``), rendered by each view.
 """
 
 from __future__ import annotations
@@ -10,212 +24,211 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from cockpit.events import (
+    CheckpointRemoved,
+    CheckpointSaved,
+    CommandAccepted,
+    CommandFinished,
+    Event,
+    HooksChanged,
+    InfoUpdated,
+    LogRecorded,
+    ScalarUpdated,
+    StageEntered,
+    StageTimed,
+    Status,
+    StatusChanged,
+    UnknownEvent,
+    decode_event,
+    is_ended,
+)
+from cockpit.series import Series
 
-def downsample(steps: list[float], values: list[float], buckets: int) -> tuple[list[float], list[float]]:
-    """At most ``2 * buckets`` points that keep each bucket's minimum and maximum (spikes survive).
-
-    Points come out in step order, so the line still reads left to right.
-    """
-    n = len(steps)
-    if n <= 2 * buckets or buckets <= 0:
-        return list(steps), list(values)
-    out_x: list[float] = []
-    out_y: list[float] = []
-    width = n / buckets
-    for b in range(buckets):
-        start, end = int(b * width), int((b + 1) * width)
-        if end <= start:
-            continue
-        chunk = values[start:end]
-        finite = [(v, i) for i, v in enumerate(chunk) if math.isfinite(v)]
-        if not finite:
-            continue
-        low_value, low = min(finite)
-        high_value, high = max(finite)
-        for index in sorted({low, high}):
-            out_x.append(steps[start + index])
-            out_y.append(chunk[index])
-    return out_x, out_y
+#: The parts of a run a renderer may redraw separately (``RunState.changed`` holds some of these).
+PARTS = frozenset({"status", "info", "scalars", "hooks", "timings", "stage", "logs", "checkpoints", "markers",
+                   "commands", "outcomes"})
 
 
-def smooth(values: list[float], weight: float = 0.9) -> list[float]:
-    """TensorBoard's exponential moving average, debiased at the start."""
-    out, last, count = [], 0.0, 0
-    for value in values:
-        if not math.isfinite(value):
-            out.append(value)
-            continue
-        count += 1
-        last = last * weight + (1 - weight) * value
-        out.append(last / (1 - weight**count))
-    return out
+# --- the run's commands, as views read them ---------------------------------------------------------
+@dataclass(frozen=True)
+class CommandArg:
+    """One argument of a command: ``kind`` is ``'text'``, ``'checkpoint'`` or ``'choice'``."""
+
+    name: str
+    help: str = ""
+    kind: str = "text"
+    choices: tuple[str, ...] = ()
+    optional: bool = False
 
 
-@dataclass
-class Series:
-    """One scalar's points as the view has them, bounded like the hub's history.
+@dataclass(frozen=True)
+class CommandInfo:
+    """A command the run offers, as published in its ``commands`` runtime info (one dict each).
 
-    Past ``limit`` points, the older half is folded into min/max pairs (spikes survive),
-    so a frame never has to walk a million points.
+    Views render these: a key binding, a button, a palette entry, a prompt for each argument,
+    a confirmation. None of them knows a command by its name.
     """
 
-    steps: list[int] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-    limit: int = 8192
+    name: str
+    label: str
+    description: str = ""
+    key: str | None = None
+    args: tuple[CommandArg, ...] = ()
+    usage: str = ""
+    confirm: str | None = None
+    while_paused: bool = True
+    when: str = "live"
 
-    def append(self, step: int, value: float) -> None:
-        if self.steps and step < self.steps[-1]:
-            # The run jumped back (a live resume): the history after that point is gone.
-            cut = next(i for i, s in enumerate(self.steps) if s >= step)
-            del self.steps[cut:], self.values[cut:]
-        self.steps.append(step)
-        self.values.append(value)
-        if len(self.steps) > self.limit:
-            self._fold(len(self.steps) // 2)
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CommandInfo:
+        """Read one entry of the run's command list.
 
-    def bound(self) -> Series:
-        """Fold until at most ``limit`` points remain (for series loaded whole, from a snapshot)."""
-        while len(self.steps) > self.limit:
-            self._fold(len(self.steps) // 2)
-        return self
-
-    def _fold(self, count: int) -> None:
-        """Fold the oldest ``count`` points into ``limit // 8`` step ranges, keeping each range's min and max.
-
-        Ranges are by step, not by index, so folding again and again keeps the whole run's
-        span evenly covered (and its first point), at most ``limit // 4`` points for the past.
+        A run of an older version describes arguments by name only (``["path|latest|best"]``,
+        ``"[nosave]"`` for an optional one): they are read as text arguments.
         """
-        steps, values = self.steps[:count], self.values[:count]
-        first, last = steps[0], steps[-1]
-        width = max(1.0, (last - first + 1) / max(1, self.limit // 8))
-        out_steps, out_values = [first], [values[0]]
-        bucket, low, high = None, None, None
-        for step, value in zip(steps[1:], values[1:], strict=True):
-            index = int((step - first) / width)
-            if index != bucket:
-                for point in sorted({low, high} - {None}):
-                    out_steps.append(point[0])
-                    out_values.append(point[1])
-                bucket, low, high = index, (step, value), (step, value)
-            elif value < low[1]:
-                low = (step, value)
-            elif value > high[1]:
-                high = (step, value)
-        for point in sorted({low, high} - {None}):
-            out_steps.append(point[0])
-            out_values.append(point[1])
-        self.steps[:count] = out_steps
-        self.values[:count] = out_values
+        args = []
+        for arg in data.get("args", ()):
+            if isinstance(arg, str):
+                optional = arg.startswith("[") and arg.endswith("]")
+                args.append(CommandArg(arg.strip("[]"), arg, optional=optional))
+            else:
+                args.append(CommandArg(arg["name"], arg.get("help", ""), arg.get("kind", "text"),
+                                       tuple(arg.get("choices") or ()), bool(arg.get("optional", False))))
+        name = data["name"]
+        return cls(name=name, label=data.get("label") or name.capitalize(), description=data.get("description", ""),
+                   key=data.get("key") or None, args=tuple(args), usage=data.get("usage") or name,
+                   confirm=data.get("confirm") or None, while_paused=bool(data.get("while_paused", True)),
+                   when=data.get("when", "live"))
 
     @property
-    def last(self) -> float:
-        return self.values[-1] if self.values else math.nan
+    def title(self) -> str:
+        """The label without the ellipsis that says "asks for more" (for a button beside its field)."""
+        return self.label.rstrip("…").rstrip(".").strip()
+
+    @property
+    def required(self) -> tuple[CommandArg, ...]:
+        """The arguments a view must ask for before sending."""
+        return tuple(arg for arg in self.args if not arg.optional)
+
+    @property
+    def takes_checkpoint(self) -> bool:
+        """Whether its first argument is a checkpoint (views offer it on their checkpoint lists)."""
+        return bool(self.required) and self.required[0].kind == "checkpoint"
+
+    def offered(self, status: str) -> bool:
+        """Whether a view offers it while the run is in ``status`` (ended or not: sending is refused then).
+
+        ``when`` says: ``'live'`` always, ``'paused'`` only while paused, ``'running'`` while not
+        paused. So two commands sharing a key (pause, continue) never show at once.
+        """
+        if self.when == "paused":
+            return status == Status.PAUSED
+        if self.when == "running":
+            return status != Status.PAUSED
+        return True
+
+    def question(self, args: Sequence[str]) -> str | None:
+        """The confirmation to ask before sending it with ``args``, or None."""
+        if not self.confirm:
+            return None
+        try:
+            return self.confirm.format(*args)
+        except (IndexError, KeyError, ValueError):
+            return self.confirm
 
 
+# --- the run ----------------------------------------------------------------------------------------
 class RunState:
     """A view's model of one run.
 
+    Attributes:
+        seq: the newest event applied (or the snapshot's).
+        status, status_detail: what the run does (a ``Status``), and why it stopped or failed.
+        info: the hub's runtime info (epoch, iter, max_iters, eta, ...).
+        scalars: a ``Series`` per scalar key.
+        hooks: the hook table, ``((stage, ((priority_name, priority, hook), ...)), ...)``.
+        hook_timings: ``(stage, hook) -> [calls, seconds]``.
+        stage: the hook stage that started last.
+        logs: the recent log records ``(time, level, message)``, bounded.
+        checkpoints: ``{'path', 'epoch', 'iter', 'time'}`` of each checkpoint saved and not removed.
+        removed_checkpoints: ``(path, reason)`` of each checkpoint the run deleted.
+        markers: points on the timeline (a live resume, a learning-rate change).
+        commands: the commands the run offers (``CommandInfo``).
+        requests: commands this view knows were sent: id -> ``{'id', 'name', 'args', 'outcome', 'message'}``
+            (``outcome`` is ``'queued'`` until the run reports it).
+        outcomes: the recent finished ones, oldest first.
+        last_command: the request that changed last.
+        needs_snapshot: set when events were missed or the hub was reloaded; the feeder takes a snapshot.
+        snapshots: how many snapshots were loaded.
+        changed: the parts (``PARTS``) changed since ``take_changes``.
+        version: bumped on every change, so a renderer can tell an idle frame.
+
     Args:
-        max_logs: how many log lines are kept.
+        max_logs: how many log records are kept.
+        max_requests: how many sent commands (and outcomes) are remembered.
     """
 
-    def __init__(self, max_logs: int = 2000) -> None:
+    def __init__(self, max_logs: int = 2000, max_requests: int = 200) -> None:
         self.seq = 0
         self.name = ""
-        self.status = "connecting"
+        self.status: Status | str = Status.CONNECTING
         self.status_detail = ""
         self.info: dict[str, Any] = {}
         self.scalars: dict[str, Series] = {}
-        self.hooks: list[tuple[str, list[tuple[str, int, str]]]] = []
-        self.hook_stats: dict[tuple[str, str], list[float]] = {}
+        self.hooks: tuple = ()
+        self.hook_timings: dict[tuple[str, str], list[float]] = {}
         self.stage = ""
         self.logs: deque[tuple[float, str, str]] = deque(maxlen=max_logs)
-        self.new_logs: list[tuple[float, str, str]] = []
         self.checkpoints: list[dict[str, Any]] = []
+        self.removed_checkpoints: list[tuple[str, str]] = []
         self.markers: list[dict[str, Any]] = []
-        self.commands: list[dict[str, Any]] = []
-        self.outcomes: list[dict[str, Any]] = []
-        self.started = time.time()
-        self.version = 0  # bumped on every change, so renderers can skip idle frames
+        self.commands: tuple[CommandInfo, ...] = ()
+        self.requests: dict[str, dict[str, Any]] = {}
+        self.outcomes: deque[dict[str, Any]] = deque(maxlen=max_requests)
+        self.last_command: dict[str, Any] | None = None
+        self.needs_snapshot = False
+        self.snapshots = 0
+        self.changed: set[str] = set(PARTS)
+        self.version = 0
+        self._max_requests = max_requests
+        self._new_logs: list[tuple[float, str, str]] = []
+        self._new_outcomes: list[dict[str, Any]] = []
+        self._last_log_time = -math.inf
 
-    # --- feeding ------------------------------------------------------------------------------
-    def load_snapshot(self, snapshot: dict[str, Any]) -> None:
-        """Replace everything with a hub snapshot."""
-        self.seq = snapshot["seq"]
-        self.name = snapshot.get("name", "")
-        self.status = snapshot["status"]
-        self.status_detail = snapshot.get("status_detail", "")
-        self.info = dict(snapshot.get("info", {}))
-        self.scalars = {k: Series(list(v["steps"]), list(v["values"])).bound() for k, v in snapshot["scalars"].items()}
-        self.hooks = [(stage, [tuple(entry) for entry in entries]) for stage, entries in snapshot.get("hooks", [])]
-        self.hook_stats = {}
-        for key, (count, total) in snapshot.get("hook_timings", {}).items():
-            stage, _, hook = key.partition("/")
-            self.hook_stats[(stage, hook)] = [count, total]
-        self.stage = snapshot.get("stage", "")
-        self.logs.clear()
-        self.logs.extend(tuple(entry) for entry in snapshot.get("logs", []))
-        self.new_logs = list(self.logs)
-        self.checkpoints = [dict(c) for c in snapshot.get("checkpoints", [])]
-        self.markers = [dict(m) for m in snapshot.get("markers", [])]
-        self.commands = list(self.info.get("commands", []))
-        started = self.info.get("started")
-        if isinstance(started, (int, float)):
-            self.started = started
-        self.version += 1
+    # --- reading ----------------------------------------------------------------------------
+    @property
+    def ended(self) -> bool:
+        """True once the run takes no more commands."""
+        return is_ended(self.status)
 
-    def apply(self, event: dict[str, Any]) -> None:
-        """Apply one channel event (a dict with ``t`` naming its kind)."""
-        kind = event["t"]
-        self.seq = max(self.seq, event.get("seq", 0))
-        if kind == "ScalarUpdated":
-            series = self.scalars.get(event["key"])
-            if series is None:
-                series = self.scalars[event["key"]] = Series()
-            series.append(event["step"], event["value"])
-        elif kind == "InfoUpdated":
-            key, value = event["key"], event["value"]
-            if key == "markers":
-                self.markers = list(value or [])
-            elif value is None:
-                self.info.pop(key, None)
-            else:
-                self.info[key] = value
-                if key == "commands":
-                    self.commands = list(value)
-        elif kind == "StageEntered":
-            self.stage = event["stage"]
-        elif kind == "StageTimed":
-            for hook, seconds in event["calls"]:
-                stats = self.hook_stats.setdefault((event["stage"], hook), [0, 0.0])
-                stats[0] += 1
-                stats[1] += seconds
-        elif kind == "HooksChanged":
-            self.hooks = [(stage, [tuple(e) for e in entries]) for stage, entries in event["table"]]
-        elif kind == "LogRecorded":
-            entry = (event["time"], event["level"], event["message"])
-            self.logs.append(entry)
-            self.new_logs.append(entry)
-        elif kind == "CheckpointSaved":
-            self.checkpoints.append({"path": event["path"], "epoch": event["epoch"], "iter": event["iter"],
-                                     "time": time.time()})
-        elif kind == "StatusChanged":
-            self.status, self.status_detail = event["status"], event.get("detail", "")
-        elif kind == "CommandFinished":
-            self.outcomes.append(event)
-        elif kind == "Snapshot":
-            self.load_snapshot(event["snapshot"])
-            return
-        self.version += 1
+    def take_changes(self) -> set[str]:
+        """The parts changed since the last call."""
+        changed, self.changed = self.changed, set()
+        return changed
 
-    def take_new_logs(self) -> list[tuple[float, str, str]]:
-        logs, self.new_logs = self.new_logs, []
+    def take_logs(self) -> list[tuple[float, str, str]]:
+        """The log records received since the last call, oldest first."""
+        logs, self._new_logs = self._new_logs, []
         return logs
 
-    # --- derived values -----------------------------------------------------------------------
+    def take_outcomes(self) -> list[dict[str, Any]]:
+        """The commands finished since the last call (applied, rejected or failed), oldest first."""
+        outcomes, self._new_outcomes = self._new_outcomes, []
+        return outcomes
+
+    def pending_requests(self) -> list[str]:
+        """The ids of commands accepted but not yet reported applied, rejected or failed."""
+        # A copy first: the thread that sends a command notes it here too.
+        return [key for key, entry in list(self.requests.items()) if entry["outcome"] == "queued"]
+
+    def command(self, name: str) -> CommandInfo | None:
+        """The run's command called ``name`` (None when it offers none)."""
+        return next((c for c in self.commands if c.name == name), None)
+
     def scalar(self, key: str) -> float:
         series = self.scalars.get(key)
         return series.last if series else math.nan
@@ -228,13 +241,13 @@ class RunState:
         return sum(tail) / len(tail) if tail else math.nan
 
     def hook_rows(self) -> list[dict[str, Any]]:
-        """One row per (stage, hook) in execution order, with mean time per call and share of training time."""
+        """One row per (stage, hook) in execution order, with calls, mean time per call and share of training time."""
         train_time = self.scalars.get("train/time")
         total_train = sum(train_time.values) if train_time else 0.0
         rows = []
         for stage, entries in self.hooks:
             for priority_name, priority, hook in entries:
-                count, total = self.hook_stats.get((stage, hook), (0, 0.0))
+                count, total = self.hook_timings.get((stage, hook), (0, 0.0))
                 rows.append({
                     "stage": stage,
                     "hook": hook,
@@ -248,7 +261,8 @@ class RunState:
         return rows
 
     def checkpoint_rows(self) -> list[dict[str, Any]]:
-        """Saved checkpoints, newest first, with the metric at their iteration and best/latest flags."""
+        """Checkpoints still on disk, newest first (a path saved twice is one row), with the metric at
+        their iteration and best/latest flags."""
         best = {v for k, v in self.info.items() if k.startswith("best_ckpt") and v}
         latest = self.info.get("last_ckpt")
         metric_key = next((k for k in self.scalars if k.startswith("val/") and not k.endswith("time")), None)
@@ -267,6 +281,195 @@ class RunState:
                          "metric_key": metric_key or "", "best": path in best, "latest": path == latest})
         return rows
 
-    @property
-    def ended(self) -> bool:
-        return self.status in ("finished", "failed", "stopped", "died")
+    # --- feeding ----------------------------------------------------------------------------
+    def receive(self, messages: Iterable[dict[str, Any]]) -> None:
+        """Take what ``RunClient.poll_events`` returned: encoded events, and the snapshots the client
+        took after a gap (``{"t": "Snapshot", "snapshot": ...}``).
+
+        Each event is decoded once, here; one of a kind this version does not know is skipped
+        (a newer run may send more kinds).
+        """
+        for message in messages:
+            if message.get("t") == "Snapshot":
+                self.load_snapshot(message["snapshot"])
+                continue
+            try:
+                event = decode_event(message)
+            except UnknownEvent:
+                continue
+            self.apply(event)
+
+    def load_snapshot(self, snapshot: dict[str, Any]) -> None:
+        """Replace everything with a hub snapshot (log records already seen are not handed out again)."""
+        self.seq = int(snapshot.get("seq", 0))
+        self.name = snapshot.get("name", "")
+        self.status = _status(snapshot.get("status", ""))
+        self.status_detail = snapshot.get("status_detail", "")
+        self.info = dict(snapshot.get("info", {}))
+        self.scalars = {key: Series.from_snapshot(data) for key, data in snapshot.get("scalars", {}).items()}
+        self.hooks = _tuples(snapshot.get("hooks", ()))
+        self.hook_timings = {}
+        for key, (calls, total) in snapshot.get("hook_timings", {}).items():
+            stage, _, hook = key.partition("/")
+            self.hook_timings[(stage, hook)] = [int(calls), float(total)]
+        self.stage = snapshot.get("stage", "")
+        self.checkpoints = [dict(c) for c in snapshot.get("checkpoints", [])]
+        self.removed_checkpoints = []
+        self.markers = [dict(m) for m in snapshot.get("markers", [])]
+        self.commands = _commands(self.info.get("commands"))
+        records = [tuple(record) for record in snapshot.get("logs", [])]
+        self.logs.clear()
+        self.logs.extend(records)
+        # A snapshot repeats the recent log: hand out only what is newer than what was seen.
+        self._new_logs += [record for record in records if record[0] > self._last_log_time]
+        self._last_log_time = max([self._last_log_time, *(record[0] for record in records)])
+        self.needs_snapshot = False
+        self.snapshots += 1
+        self._touch(*PARTS)
+
+    def apply(self, event: Event) -> None:
+        """Apply one decoded event; one the state holds already (from a snapshot) is skipped."""
+        if event.seq:  # 0: made up by the view (an outcome it asked for), never part of the stream
+            if event.seq <= self.seq:
+                return
+            if self.seq and event.seq > self.seq + 1:
+                self.needs_snapshot = True  # events were missed: only a snapshot has them
+            self.seq = event.seq
+        handler = _APPLY.get(type(event))
+        if handler is not None:
+            handler(self, event)
+
+    def set_status(self, status: str, detail: str = "") -> None:
+        """Set the status as the view sees it (``Status.DIED`` when the run's process is gone)."""
+        self.status, self.status_detail = _status(status), detail
+        self._touch("status")
+
+    def note_request(self, command_id: str, name: str, args: Iterable[str]) -> None:
+        """A command was queued (its outcome follows); never undoes an outcome already known."""
+        if command_id not in self.requests:
+            self._request(command_id, name, args, "queued", "")
+
+    def record_outcome(self, command_id: str, name: str, outcome: str, message: str) -> None:
+        """A command was applied, rejected or failed (from its ``CommandFinished`` event, or asked for)."""
+        known = self.requests.get(command_id, {})
+        entry = self._request(command_id, name, known.get("args", ()), outcome, message)
+        self.outcomes.append(entry)
+        self._new_outcomes.append(entry)
+
+    # --- one method per event class -----------------------------------------------------------
+    def _scalar(self, event: ScalarUpdated) -> None:
+        series = self.scalars.get(event.key)
+        if series is None:
+            series = self.scalars[event.key] = Series()
+        series.append(event.step, event.value)
+        self._touch("scalars")
+
+    def _info(self, event: InfoUpdated) -> None:
+        key, value = event.key, event.value
+        if key == "resynced":
+            # The hub was reloaded from a checkpoint (a live resume): its histories were
+            # replaced, which no single event describes. Only a new snapshot shows them.
+            self.needs_snapshot = True
+            return
+        if key == "markers":  # the hub keeps markers apart from the runtime info
+            self.markers = [dict(m) for m in value or []]
+            self._touch("markers")
+            return
+        if value is None:
+            self.info.pop(key, None)
+        else:
+            self.info[key] = value
+        if key == "commands":
+            self.commands = _commands(value)
+            self._touch("commands")
+        self._touch("info")
+
+    def _stage_entered(self, event: StageEntered) -> None:
+        self.stage = event.stage
+        self._touch("stage")
+
+    def _stage_timed(self, event: StageTimed) -> None:
+        for hook, seconds in event.calls:
+            timing = self.hook_timings.setdefault((event.stage, hook), [0, 0.0])
+            timing[0] += 1
+            timing[1] += seconds
+        self._touch("timings")
+
+    def _hooks_changed(self, event: HooksChanged) -> None:
+        self.hooks = _tuples(event.table)
+        self._touch("hooks")
+
+    def _log(self, event: LogRecorded) -> None:
+        record = (event.time, event.level, event.message)
+        self.logs.append(record)
+        self._new_logs.append(record)
+        self._last_log_time = max(self._last_log_time, event.time)
+        self._touch("logs")
+
+    def _checkpoint_saved(self, event: CheckpointSaved) -> None:
+        self.checkpoints.append({"path": event.path, "epoch": event.epoch, "iter": event.iter, "time": time.time()})
+        self._touch("checkpoints")
+
+    def _checkpoint_removed(self, event: CheckpointRemoved) -> None:
+        self.checkpoints = [c for c in self.checkpoints if c["path"] != event.path]
+        self.removed_checkpoints.append((event.path, event.reason))
+        self._touch("checkpoints")
+
+    def _status_changed(self, event: StatusChanged) -> None:
+        self.set_status(event.status, event.detail)
+
+    def _command_accepted(self, event: CommandAccepted) -> None:
+        self.note_request(event.id, event.name, event.args)
+
+    def _command_finished(self, event: CommandFinished) -> None:
+        self.record_outcome(event.id, event.name, event.outcome, event.message)
+
+    # --- inside -----------------------------------------------------------------------------
+    def _request(self, command_id: str, name: str, args: Iterable[str], outcome: str,
+                 message: str) -> dict[str, Any]:
+        entry = {"id": command_id, "name": name, "args": tuple(args), "outcome": outcome, "message": message}
+        self.requests[command_id] = entry
+        while len(self.requests) > self._max_requests:
+            self.requests.pop(next(iter(self.requests)))
+        self.last_command = entry
+        self._touch("outcomes")
+        return entry
+
+    def _touch(self, *parts: str) -> None:
+        self.changed.update(parts)
+        self.version += 1
+
+
+#: How each event class changes a ``RunState``: the one dispatch table.
+_APPLY: dict[type[Event], Callable[[RunState, Any], None]] = {
+    ScalarUpdated: RunState._scalar,
+    InfoUpdated: RunState._info,
+    StageEntered: RunState._stage_entered,
+    StageTimed: RunState._stage_timed,
+    HooksChanged: RunState._hooks_changed,
+    LogRecorded: RunState._log,
+    CheckpointSaved: RunState._checkpoint_saved,
+    CheckpointRemoved: RunState._checkpoint_removed,
+    StatusChanged: RunState._status_changed,
+    CommandAccepted: RunState._command_accepted,
+    CommandFinished: RunState._command_finished,
+}
+
+
+def _status(value: str) -> Status | str:
+    """A ``Status``; a status this version does not know stays the run's own word."""
+    try:
+        return Status(value)
+    except ValueError:
+        return value
+
+
+def _commands(value: Any) -> tuple[CommandInfo, ...]:
+    return tuple(CommandInfo.from_dict(entry) for entry in value or ())
+
+
+def _tuples(value: Any) -> Any:
+    """JSON turned the hook table's tuples into lists; turn them back."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_tuples(v) for v in value)
+    return value

@@ -8,30 +8,25 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cockpit.widgets.notebook import Cockpit
-from cockpit.widgets.notebook.downsample import bucket_means, envelope
+from cockpit.widgets.notebook.controls import ControlBar
 from cockpit.widgets.notebook.plots import ScalarPlot
-from cockpit.widgets.notebook.state import RunState
-from conftest import tiny_cfg
+from cockpit.widgets.notebook.view import CockpitView
+from support import tiny_cfg, wait_for
 from toys import ToyNet
 
 from cockpit.channel.auth import pid_alive
+from cockpit.events import ScalarUpdated, Status, StatusChanged
+from cockpit.viewstate import RunState
+
+from .tui_fixtures import COMMANDS, build_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET_HOOKS = dict(logger=dict(type="LoggerHook", interval=20, backends=("json",)),
                    checkpoint=dict(type="CheckpointHook", interval=10_000))
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        time.sleep(0.02)
 
 
 def outcome_of(cockpit: Cockpit, name: str) -> str:
@@ -40,6 +35,23 @@ def outcome_of(cockpit: Cockpit, name: str) -> str:
     wait_for(lambda: re.search(rf"<b>{name}\b.*(applied|rejected|failed)", outcome.value),
              what=f"the outcome of {name!r} (shown: {outcome.value!r})")
     return outcome.value
+
+
+def shown_button(controls: ControlBar, name: str):
+    """The button of command ``name`` if the bar shows it and it is on, else None."""
+    try:
+        button = controls.button(name)
+    except KeyError:  # the run's command list has not arrived yet
+        return None
+    return button if button.layout.display != "none" and not button.disabled else None
+
+
+def click(cockpit: Cockpit, name: str) -> None:
+    """Click command ``name``'s button once the widget offers it, and say yes if it asks first."""
+    controls = cockpit.view.controls
+    wait_for(lambda: shown_button(controls, name), what=f"the button of {name!r}").click()
+    if controls.confirm.asking:
+        controls.confirm.yes.click()
 
 
 def trace(cockpit: Cockpit, name: str):
@@ -101,7 +113,7 @@ def test_a_finished_run_shows_plots_hooks_checkpoints_and_log(tmp_path):
     assert view.progress_bar.value == view.progress_bar.max == 16
     assert "finished" in view.header.value
     assert all(button.disabled for button in view.controls.buttons)
-    assert all(row.resume.disabled for row in view.checkpoints.rows)
+    assert all(button.disabled for row in view.checkpoints.rows for button in row.buttons.values())
     # The objects stay reachable, and the widget's copy matches the hub.
     assert cockpit.model is cockpit.runner.model and cockpit.hub is cockpit.runner.message_hub
     assert len(cockpit.state.scalars["train/loss"]) == cockpit.hub.get_scalar("train/loss").count
@@ -126,19 +138,21 @@ def test_pause_stops_the_iterations_and_continue_goes_on(long_run):
     cockpit = started(long_run().train())
     controls, runner = cockpit.view.controls, cockpit.runner
 
-    controls.pause.click()
+    click(cockpit, "pause")
     assert "applied" in outcome_of(cockpit, "pause")
-    wait_for(lambda: controls.pause.description == "Continue", what="the Continue button")
+    wait_for(lambda: shown_button(controls, "continue"), what="the Continue button")
+    assert controls.button("pause").layout.display == "none"
     assert "paused" in cockpit.view.header.value
     paused_at = runner.iter
     time.sleep(0.5)
     assert runner.iter == paused_at
-    assert not controls.save.disabled  # commands still work while paused
+    assert not controls.button("save").disabled  # commands still work while paused
 
-    controls.pause.click()
+    click(cockpit, "continue")
     assert "continue" in outcome_of(cockpit, "continue")
     wait_for(lambda: runner.iter > paused_at + 5, what="iterations after continue")
-    wait_for(lambda: controls.pause.description == "Pause", what="the Pause button back")
+    wait_for(lambda: shown_button(controls, "pause"), what="the Pause button back")
+    assert controls.button("continue").layout.display == "none"
 
 
 def test_save_writes_a_checkpoint_and_its_row_resumes_the_run(long_run):
@@ -147,17 +161,20 @@ def test_save_writes_a_checkpoint_and_its_row_resumes_the_run(long_run):
     assert cockpit.pause()["outcome"] == "applied"
     saved_at = runner.iter
 
-    cockpit.view.controls.save.click()
+    click(cockpit, "save")
     assert f"iter_{saved_at}.pth" in outcome_of(cockpit, "save")
     assert (runner.work_dir / f"iter_{saved_at}.pth").is_file()
-    wait_for(lambda: cockpit.view.checkpoints.rows, what="a checkpoint row")
-    row = cockpit.view.checkpoints.rows[0]
-    assert row.iter == saved_at and not row.resume.disabled
+    checkpoints = cockpit.view.checkpoints
+    wait_for(lambda: checkpoints.rows, what="a checkpoint row")
+    row = checkpoints.rows[0]
+    assert row.iter == saved_at and not row.buttons["resume"].disabled
 
     cockpit.continue_training()
     wait_for(lambda: runner.iter > saved_at + 10, what="training past the checkpoint")
     cockpit.pause()
-    row.resume.click()
+    row.buttons["resume"].click()
+    assert checkpoints.confirm.asking and row.path in checkpoints.confirm.question.value  # it asks first
+    checkpoints.confirm.yes.click()
     assert "applied" in outcome_of(cockpit, "resume")
     assert runner.iter == saved_at
     wait_for(lambda: [m for m in cockpit.state.markers if m["kind"] == "resume"], what="the resume marker")
@@ -168,30 +185,31 @@ def test_validate_and_the_learning_rate_field(long_run):
     cockpit = started(long_run().train())
     controls, runner = cockpit.view.controls, cockpit.runner
 
-    controls.validate.click()
+    click(cockpit, "val")
     assert "accuracy/top1=" in outcome_of(cockpit, "val")
     wait_for(lambda: cockpit.view.plot.trace("val/accuracy/top1") is not None, what="the validation trace")
     assert trace(cockpit, "val/accuracy/top1").yaxis == "y3"
 
-    controls.lr.value = "0.025"
-    controls.set_lr.click()
+    # The field's text goes to the run as typed; the run reads it.
+    controls.field("set").value = "0.025"
+    click(cockpit, "set")
     assert "0.1 -&gt; 0.025" in outcome_of(cockpit, "set")
     assert runner.optim_wrapper.param_groups[0]["lr"] == 0.025
-    controls.lr.value = "*2"
-    controls.set_lr.click()
+    controls.field("set").value = "×2"
+    click(cockpit, "set")
     wait_for(lambda: runner.optim_wrapper.param_groups[0]["lr"] == 0.05, what="lr*=2")
 
-    controls.lr.value = "fast"
-    controls.set_lr.click()
+    controls.field("set").value = "fast"
+    click(cockpit, "set")
     assert "not a number" in outcome_of(cockpit, "set")
 
 
 def test_stop_ends_the_run_and_turns_the_buttons_off(long_run):
     cockpit = started(long_run().train())
-    cockpit.view.controls.stop.click()
+    click(cockpit, "stop")
     assert cockpit.wait(timeout=30) == "stopped"
     assert all(button.disabled for button in cockpit.view.controls.buttons)
-    assert cockpit.view.controls.lr.disabled
+    assert cockpit.view.controls.field("set").disabled
     assert list(cockpit.runner.work_dir.glob("iter_*.pth"))  # stop saves first
     refused = cockpit.save()
     assert refused["outcome"] == "rejected" and "ended" in refused["message"]
@@ -259,11 +277,11 @@ def test_attach_to_a_run_started_with_the_cli(tmp_path):
         assert cockpit.runner is None and cockpit.hub is None
         wait_for(lambda: len(cockpit.state.scalars.get("train/loss", ())) > 3, what="the attached run's loss")
         wait_for(lambda: cockpit.view.plot.trace("train/loss") is not None, what="the loss trace")
-        cockpit.view.controls.pause.click()
+        click(cockpit, "pause")
         assert "applied" in outcome_of(cockpit, "pause")
         assert cockpit.save()["outcome"] == "applied"
         assert list(work.glob("iter_*.pth"))
-        cockpit.view.controls.stop.click()
+        click(cockpit, "stop")
         assert cockpit.wait(timeout=60) == "stopped"
         assert all(button.disabled for button in cockpit.view.controls.buttons)
         cockpit.close()
@@ -276,58 +294,17 @@ def test_attach_to_a_run_started_with_the_cli(tmp_path):
             os.kill(pid, 9)
 
 
-def test_downsampling_keeps_spikes():
-    steps = list(range(100_000))
-    values = [1.0] * 100_000
-    values[31_337], values[77_777] = 50.0, -20.0
-    xs, ys = (a.tolist() for a in envelope(steps, values, values, max_points=800))
-    assert len(xs) <= 800 and xs == sorted(xs)
-    assert max(ys) == 50.0 and min(ys) == -20.0
-    assert xs[ys.index(50.0)] == 31_337
-    # Folded points (from a long run's history) carry their own minimum and maximum.
-    xs, ys = envelope([10, 20], [0.5, 0.7], [3.0, 0.9], max_points=800)
-    assert xs.tolist() == [10, 10, 20, 20] and ys.tolist() == [0.5, 3.0, 0.7, 0.9]
-    means = bucket_means(steps, values, 500)
-    assert len(means[0]) <= 500 and means[0][-1] == 99_999
-
-
 def test_a_long_run_is_sent_downsampled_with_its_spikes():
     state = RunState()
     for step in range(60_000):
-        state.apply({"t": "ScalarUpdated", "seq": step + 1, "key": "train/loss", "step": step,
-                     "value": 9.0 if step == 12_345 else 1.0 / (1 + step / 1000)})
-    assert len(state.scalars["train/loss"]) <= 20_000  # the copy folds its past, keeping the spike
+        state.apply(ScalarUpdated(step + 1, "train/loss", 9.0 if step == 12_345 else 1.0 / (1 + step / 1000), step))
+    assert len(state.scalars["train/loss"]) <= 8192  # the copy folds its past, keeping the spike
     assert max(state.scalars["train/loss"].maxs) == 9.0
     plot = ScalarPlot(max_points=600)
     plot.show(state)
     raw = plot.trace("train/loss")
     assert len(raw.x) <= 600 and max(raw.y) == 9.0
     assert len(plot.trace("train/loss (smoothed)").x) <= 600
-
-
-def test_the_state_follows_snapshots_and_events():
-    state = RunState()
-    state.load_snapshot({"seq": 3, "status": "running", "info": {"iter": 4, "max_iters": 10},
-                         "scalars": {"train/loss": {"steps": [0, 1], "values": [2.0, 1.5]}},
-                         "hooks": [["before_run", [["VERY_HIGH", 10, "RuntimeInfoHook"]]]],
-                         "hook_timings": {"before_run/RuntimeInfoHook": [1, 0.002]},
-                         "logs": [[1.0, "INFO", "hello"]], "checkpoints": [], "markers": []})
-    assert state.hooks == (("before_run", (("VERY_HIGH", 10, "RuntimeInfoHook"),)),)
-    assert state.mean_hook_time("before_run", "RuntimeInfoHook") == pytest.approx(0.002)
-    state.apply({"t": "StageTimed", "seq": 4, "stage": "before_run", "calls": [["RuntimeInfoHook", 0.004]]})
-    assert state.mean_hook_time("before_run", "RuntimeInfoHook") == pytest.approx(0.003)
-    state.apply({"t": "CommandAccepted", "seq": 5, "id": "1", "name": "save", "args": []})
-    assert state.last_command["outcome"] == "queued" and state.pending_commands() == ["1"]
-    state.apply({"t": "CommandFinished", "seq": 6, "id": "1", "name": "save", "outcome": "applied", "message": "ok"})
-    assert state.last_command == {"id": "1", "name": "save", "args": (), "outcome": "applied", "message": "ok"}
-    state.note_command("1", "save", ())  # the sender's note arriving late undoes nothing
-    assert state.commands["1"]["outcome"] == "applied" and state.pending_commands() == []
-    state.apply({"t": "InfoUpdated", "seq": 7, "key": "resynced", "value": True})
-    assert state.needs_snapshot
-    assert [m for _, _, m in state.take_logs()] == ["hello"]
-    # A later snapshot repeats the log; lines already taken are not taken again.
-    state.load_snapshot({"seq": 9, "status": "paused", "logs": [[1.0, "INFO", "hello"], [2.0, "INFO", "next"]]})
-    assert [m for _, _, m in state.take_logs()] == ["next"] and not state.needs_snapshot
 
 
 def test_importing_cockpit_loads_no_ui_package():
@@ -351,5 +328,99 @@ def test_commands_before_training_are_refused_with_a_reason(tmp_path):
     cockpit = Cockpit.from_cfg(copy.deepcopy(tiny_cfg(tmp_path / "work")))
     answer = cockpit.save()
     assert answer["outcome"] == "rejected" and "train()" in answer["message"]
+    # The buttons are there (the run's command list is known before it trains), and off.
+    assert "Save checkpoint" in [button.description for button in cockpit.view.controls.buttons]
     assert all(button.disabled for button in cockpit.view.controls.buttons)
     cockpit.close()
+
+
+# --- the controls, generated from the run's command list (no run needed) ---------------------------
+HOOK_COMMAND = {"name": "export", "label": "Export ONNX", "key": "e", "description": "write the model as ONNX",
+                "args": [], "usage": "export", "confirm": None, "while_paused": True, "when": "live"}
+
+
+def hand_made_view(commands: list[dict] = (*COMMANDS, HOOK_COMMAND), status: str = "running"):
+    """A widget drawn from a snapshot with ``commands``, and the list its buttons send to."""
+    sent: list[tuple[str, ...]] = []
+    view = CockpitView(lambda *command: sent.append(command))
+    view.connected = True
+    state = RunState()
+    state.load_snapshot({**build_snapshot(), "status": status,
+                         "info": {**build_snapshot()["info"], "commands": list(commands)}})
+    view.refresh(state)
+    return view, state, sent
+
+
+def test_buttons_come_from_the_command_list():
+    view, _, sent = hand_made_view()
+    controls = view.controls
+    labels = {button.description: button for button in controls.buttons}
+    # One per command without a required argument (the hook's too), the text command beside its field;
+    # the checkpoint command is on each checkpoint row instead.
+    assert list(labels) == ["Validate", "Save checkpoint", "Pause", "Continue", "Stop", "Set learning rate",
+                            "Export ONNX"]
+    assert [b.description for b in controls.button_row.children] == [
+        "Validate", "Save checkpoint", "Pause", "Continue", "Stop", "Export ONNX"]
+    assert controls.field("set").placeholder == "a learning rate (0.01), or a factor (*0.5) that scales it"
+    assert all(list(row.buttons) == ["resume"] for row in view.checkpoints.rows) and view.checkpoints.rows
+    assert labels["Export ONNX"].tooltip == "write the model as ONNX"
+    controls.button("export").click()
+    controls.button("val").click()
+    controls.field("set").value = " ×0.5 "
+    controls.button("set").click()
+    assert sent == [("export",), ("val",), ("set", "×0.5")]  # the run reads the text, not the view
+    controls.field("set").value = ""
+    controls.button("set").click()
+    assert sent[-1] == ("set", "×0.5") and "fill in lr first" in controls.outcome.value
+
+
+def test_a_command_that_asks_first_sends_only_after_yes():
+    view, _, sent = hand_made_view()
+    controls = view.controls
+    controls.button("stop").click()
+    assert controls.confirm.asking and "Stop the run?" in controls.confirm.question.value and sent == []
+    controls.confirm.no.click()
+    assert not controls.confirm.asking and sent == []
+    controls.button("stop").click()
+    controls.confirm.yes.click()
+    assert not controls.confirm.asking and sent == [("stop",)]
+
+    checkpoints = view.checkpoints
+    row = checkpoints.rows[0]
+    row.buttons["resume"].click()
+    assert checkpoints.confirm.asking and f"Resume from {row.path}?" in checkpoints.confirm.question.value
+    checkpoints.confirm.yes.click()
+    assert sent[-1] == ("resume", row.path)
+
+
+def test_pause_and_continue_take_turns_with_the_status():
+    view, state, _ = hand_made_view()
+    controls = view.controls
+
+    def shown() -> list[str]:
+        return [b.description for b in controls.buttons if b.layout.display != "none"]
+
+    assert "Pause" in shown() and "Continue" not in shown()
+    state.apply(StatusChanged(state.seq + 1, Status.PAUSED))
+    view.refresh(state)
+    assert "Continue" in shown() and "Pause" not in shown()
+    assert controls.button("continue").button_style == "warning"
+    state.apply(StatusChanged(state.seq + 1, Status.RUNNING))
+    view.refresh(state)
+    assert "Pause" in shown() and "Continue" not in shown()
+    # Once the run ended, nothing can be sent, and an open question goes away.
+    controls.button("stop").click()
+    state.apply(StatusChanged(state.seq + 1, Status.FINISHED))
+    view.refresh(state)
+    assert all(button.disabled for button in controls.buttons) and not controls.confirm.asking
+
+
+def test_a_run_that_deleted_a_checkpoint_drops_its_row():
+    from cockpit.events import CheckpointRemoved
+
+    view, state, _ = hand_made_view()
+    before = [row.path for row in view.checkpoints.rows]
+    state.apply(CheckpointRemoved(state.seq + 1, before[-1], "rotation"))
+    view.refresh(state)
+    assert [row.path for row in view.checkpoints.rows] == before[:-1]
+    assert "1 removed by rotation" in view.checkpoints.title.value

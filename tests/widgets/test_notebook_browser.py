@@ -2,7 +2,7 @@
 
 What a person does: open a notebook, run it, watch the loss being drawn, click
 "Save checkpoint" and "Pause", reload the tab (the widget comes back as it is),
-click "Stop". The kernel's side is checked on disk: the checkpoint file and the
+click "Stop" and "Yes". The kernel's side is checked on disk: the checkpoint file and the
 run's ``run.json``. A screenshot goes to ``$COCKPIT_SCREENSHOT_DIR`` (or the
 test's tmp folder), and to ``docs/notebook.png`` when ``COCKPIT_UPDATE_DOCS=1``.
 """
@@ -15,7 +15,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from playwright import sync_api as playwright_api
+from support import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -39,12 +39,6 @@ from cockpit.widgets.notebook import Cockpit
 cockpit = Cockpit.from_cfg("digits.py", cfg_options={"train_cfg.max_epochs": 500}, work_dir="work")
 cockpit.train()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def write_json(path: Path, data: object) -> None:
@@ -187,6 +181,8 @@ def test_the_widget_in_jupyterlab(lab, tmp_path):
             assert shown_iteration(page) == paused_at
 
             page.get_by_role("button", name="Stop").click()
+            page.get_by_text("Stop the run?").wait_for(timeout=10_000)  # it asks first
+            page.get_by_role("button", name="Yes").click()
             page.get_by_text(re.compile(r"^stopped$")).first.wait_for(timeout=30_000)
             wait_until(lambda: run_record(root)["status"] == "stopped", what="run.json to say stopped")
             for name in ("Pause", "Save checkpoint", "Validate", "Stop"):

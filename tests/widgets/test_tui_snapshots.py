@@ -16,7 +16,7 @@ import pytest
 from cockpit.widgets.tui import CockpitApp
 from cockpit.widgets.tui.source import StaticSource
 
-from .tui_fixtures import FIXED_TIME, build_snapshot, make_checkpoint_files
+from .tui_fixtures import FIXED_TIME, build_snapshot
 
 SIZES = {"80x24": (80, 24), "160x45": (160, 45)}
 
@@ -39,7 +39,6 @@ def utc() -> Iterator[None]:
 
 @pytest.fixture
 def app() -> CockpitApp:
-    make_checkpoint_files()  # the checkpoint pane lists only files that exist
     return CockpitApp(StaticSource(build_snapshot()), live=False, clock=lambda: FIXED_TIME)
 
 
@@ -47,7 +46,7 @@ async def first_frame(pilot) -> None:
     """Wait for the snapshot to be loaded, then draw it (not leaving it to the 4 Hz timer)."""
     app = pilot.app
     deadline = time.monotonic() + 10
-    while not app.state.version:  # the feed thread loads the snapshot
+    while not app.state.snapshots:  # the feed thread loads the snapshot
         assert time.monotonic() < deadline, "the app never loaded the snapshot"
         await pilot.pause(0.01)
     await pilot.pause()

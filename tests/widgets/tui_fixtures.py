@@ -4,8 +4,8 @@
 iterations stopped partway: ``train/loss``, ``train/lr``, ``train/time`` and ``train/data_time``
 every iteration from fixed formulas, ``val/accuracy/top1`` at epoch ends, the default hook table
 with timings, three checkpoints, a dozen log lines (one WARNING, one ERROR), status ``running``.
-Nothing in it depends on the clock or the machine: the checkpoint files it names are created in
-a fixed folder (``CHECKPOINT_DIR``), because the cockpit only lists checkpoints that exist.
+Nothing in it depends on the clock or the machine. ``make_checkpoint_files`` creates the files it
+names, in a fixed folder (``CHECKPOINT_DIR``), for whoever wants to open them.
 
 Imports nothing but the standard library, so ``benchmarks/tui.py`` can use it too.
 """
@@ -74,17 +74,33 @@ HOOK_MS = {
     "after_val/RuntimeInfoHook": 0.0061, "after_val/IterTimerHook": 0.0018,
 }
 
+#: The run's commands as it publishes them (``cockpit.commands.Command.describe``): what the footer,
+#: the palette and the help screen are generated from.
 COMMANDS = [
-    {"name": "val", "description": "run validation now (mid-epoch too)", "args": []},
-    {"name": "save", "description": "save a checkpoint now", "args": []},
-    {"name": "resume", "description": "load a checkpoint into the live run and continue from it",
-     "args": ["path|latest|best"]},
-    {"name": "pause", "description": "pause training (the process and its memory stay)", "args": []},
-    {"name": "continue", "description": "continue a paused run", "args": []},
-    {"name": "stop", "description": "stop after this iteration, saving a checkpoint ('stop nosave' skips it)",
-     "args": ["[nosave]"]},
-    {"name": "set", "description": "set the learning rate of every param group: lr=<value> or lr*=<factor>",
-     "args": ["lr=<value>|lr*=<factor>"]},
+    {"name": "val", "label": "Validate", "key": "v", "description": "run validation now (mid-epoch too)",
+     "args": [], "usage": "val", "confirm": None, "while_paused": True, "when": "live"},
+    {"name": "save", "label": "Save checkpoint", "key": "s", "description": "save a resumable checkpoint now",
+     "args": [], "usage": "save", "confirm": None, "while_paused": True, "when": "live"},
+    {"name": "resume", "label": "Resume…", "key": "r",
+     "description": "load a checkpoint into the live run and continue from it",
+     "args": [{"name": "checkpoint", "help": "a checkpoint name or path, 'latest' or 'best'", "kind": "checkpoint",
+               "choices": [], "optional": False}],
+     "usage": "resume <checkpoint>", "confirm": "Resume from {0}? Training continues from that checkpoint's position.",
+     "while_paused": True, "when": "live"},
+    {"name": "pause", "label": "Pause", "key": "p", "description": "pause training (the process and its memory stay)",
+     "args": [], "usage": "pause", "confirm": None, "while_paused": True, "when": "running"},
+    {"name": "continue", "label": "Continue", "key": "p", "description": "continue a paused run",
+     "args": [], "usage": "continue", "confirm": None, "while_paused": True, "when": "paused"},
+    {"name": "stop", "label": "Stop", "key": None,
+     "description": "stop after this iteration, saving a checkpoint ('stop nosave' skips the save)",
+     "args": [{"name": "nosave", "help": "skip the final checkpoint", "kind": "choice", "choices": ["nosave"],
+               "optional": True}],
+     "usage": "stop [nosave]", "confirm": "Stop the run? It finishes this iteration and saves a checkpoint first.",
+     "while_paused": True, "when": "live"},
+    {"name": "set", "label": "Set learning rate…", "key": "l", "description": "set the learning rate of every parameter group",
+     "args": [{"name": "lr", "help": "a learning rate (0.01), or a factor (*0.5) that scales it", "kind": "text",
+               "choices": [], "optional": False}],
+     "usage": "set <lr>", "confirm": None, "while_paused": True, "when": "live"},
 ]
 
 
@@ -127,13 +143,17 @@ def _series(steps: list[int], values: list[float]) -> dict[str, Any]:
 
 
 def make_checkpoint_files(folder: Path = CHECKPOINT_DIR) -> list[Path]:
-    """Create the (tiny, fake) checkpoint files the snapshot names; returns their paths."""
+    """Create the (tiny, fake) checkpoint files the snapshot names; returns their paths.
+
+    The cockpit lists the checkpoints the run reports (it removes those the run deletes), without
+    looking at the disk; the files are for a benchmark or a test that opens one.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, _, _ in CHECKPOINTS:
         path = folder / name
         if not path.exists():
-            path.write_bytes(b"not a real checkpoint: the cockpit only checks that it exists\n")
+            path.write_bytes(b"not a real checkpoint\n")
         paths.append(path)
     return paths
 

@@ -26,16 +26,17 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from cockpit.widgets.notebook.controls import lr_assignment
 from cockpit.widgets.notebook.follower import Follower
 from cockpit.widgets.notebook.link import RunLink
-from cockpit.widgets.notebook.state import ENDED, RunState
 from cockpit.widgets.notebook.view import CockpitView
 
+from cockpit import commands
 from cockpit.channel.auth import CONNECTION_FILE, ConnectionError_, read_connection_file
 from cockpit.channel.client import RunClient
 from cockpit.config import Config
+from cockpit.events import Status, is_ended
 from cockpit.runner import Runner
+from cockpit.viewstate import RunState
 
 
 class Cockpit:
@@ -63,7 +64,9 @@ class Cockpit:
         self._follower: Follower | None = None
         self.view = CockpitView(self._send, on_close=self._stop_following, max_points=max_points)
         if runner is not None:
-            self.state.set_status("created", "call train() to start")
+            # Before training the widget already shows what the run offers (its commands, its hooks), all off.
+            self.state.load_snapshot(runner.message_hub.snapshot())
+            self.state.set_status(Status.CREATED, "call train() to start")
             self.state.info["experiment_name"] = runner.experiment_name
             self.view.refresh(self.state)
         else:
@@ -194,7 +197,7 @@ class Cockpit:
                 entry = link.command(name, *args, wait=False)
                 if not entry.get("done"):
                     # Noted here too: the stream skips the events a re-sync's snapshot covers.
-                    self.state.note_command(entry["id"], name, args)
+                    self.state.note_request(entry["id"], name, args)
                     if wait:
                         entry = link.wait_for(entry["id"], timeout=timeout)
             except ConnectionError_ as error:
@@ -208,31 +211,31 @@ class Cockpit:
 
     def validate(self, wait: bool = True) -> dict[str, Any]:
         """Run validation now (mid-epoch too)."""
-        return self.command("val", wait=wait)
+        return self.command(commands.VAL, wait=wait)
 
     def save(self, wait: bool = True) -> dict[str, Any]:
         """Save a resumable checkpoint now."""
-        return self.command("save", wait=wait)
+        return self.command(commands.SAVE, wait=wait)
 
     def pause(self, wait: bool = True) -> dict[str, Any]:
         """Pause after the current iteration (commands still work while paused)."""
-        return self.command("pause", wait=wait)
+        return self.command(commands.PAUSE, wait=wait)
 
     def continue_training(self, wait: bool = True) -> dict[str, Any]:
         """Continue a paused run."""
-        return self.command("continue", wait=wait)
+        return self.command(commands.CONTINUE, wait=wait)
 
     def stop(self, save: bool = True, wait: bool = True) -> dict[str, Any]:
         """Stop after the current iteration, saving a checkpoint first unless ``save=False``."""
-        return self.command("stop", *(() if save else ("nosave",)), wait=wait)
+        return self.command(commands.STOP, *(() if save else (commands.STOP_WITHOUT_SAVING,)), wait=wait)
 
     def set_lr(self, value: float | str, wait: bool = True) -> dict[str, Any]:
-        """Set the learning rate of every parameter group: ``0.01``, or ``'*0.5'`` to scale it."""
-        return self.command("set", lr_assignment(value if isinstance(value, str) else repr(float(value))), wait=wait)
+        """Set the learning rate of every parameter group: ``0.01``, or ``'*0.5'`` to scale it (the run reads it)."""
+        return self.command(commands.SET, value if isinstance(value, str) else repr(float(value)), wait=wait)
 
     def resume(self, checkpoint: str | os.PathLike = "latest", wait: bool = True) -> dict[str, Any]:
         """Load a checkpoint (a path, ``'latest'`` or ``'best'``) into the live run and continue from it."""
-        return self.command("resume", str(checkpoint), wait=wait)
+        return self.command(commands.RESUME, str(checkpoint), wait=wait)
 
     # --- display -------------------------------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
@@ -282,8 +285,8 @@ class Cockpit:
         # The stream missed the end (the run ended before the widget could connect, say):
         # the hub is in this process, so its final state is read from it directly.
         snapshot = self._runner.message_hub.snapshot()
-        if self.error is not None and snapshot["status"] not in ENDED:
-            snapshot["status"] = "failed"
+        if self.error is not None and not is_ended(snapshot["status"]):
+            snapshot["status"] = Status.FAILED.value
             snapshot["status_detail"] = f"{type(self.error).__name__}: {self.error}"
         return snapshot
 

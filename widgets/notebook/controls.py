@@ -1,8 +1,12 @@
-"""``ControlBar``: the buttons that steer a run, the learning-rate field, and what became of each command.
+"""``ControlBar``: the run's commands as buttons, and what became of each command.
 
-The buttons only send commands (through the ``send`` callback); they change
-nothing themselves. Their labels and states follow the run: Pause reads
-Continue while the run is paused, and everything is off once the run has ended.
+The bar is generated from the command list the run publishes: a button for
+each command that needs no argument, a text field and a button for one that
+takes text, a "Really? Yes / No" row for one that asks first. Commands that
+take a checkpoint are offered on the checkpoint list instead. A command shows
+only in the state it is offered in (Pause while running, Continue while
+paused), and every button is off once the run has ended. The buttons only send
+commands (through the ``send`` callback); they change nothing themselves.
 """
 
 from __future__ import annotations
@@ -12,19 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
-from cockpit.widgets.notebook.state import RunState
+from cockpit.widgets.notebook.confirm import ConfirmRow
+
+from cockpit.viewstate import CommandInfo, RunState
 
 OUTCOME_COLORS = {"applied": "#1a7f37", "rejected": "#b35900", "failed": "#c62828"}
-
-
-def lr_assignment(text: str) -> str:
-    """What the learning-rate field means as a ``set`` argument: ``0.01`` -> ``lr=0.01``, ``*0.5`` -> ``lr*=0.5``."""
-    text = text.strip().replace(" ", "")
-    if text.startswith("lr"):
-        return text
-    if text[:1] in ("*", "x", "×"):
-        return f"lr*={text[1:]}"
-    return f"lr={text}"
 
 
 def outcome_html(entry: dict[str, Any] | None) -> str:
@@ -41,7 +37,7 @@ def outcome_html(entry: dict[str, Any] | None) -> str:
 
 
 class ControlBar(widgets.VBox):
-    """Validate, Save checkpoint, Pause/Continue, Stop, the learning rate, and the last command's outcome.
+    """The run's commands, a confirmation row, and the last command's outcome.
 
     Args:
         send: ``send(name, *args)`` submits a command to the run.
@@ -49,57 +45,91 @@ class ControlBar(widgets.VBox):
 
     def __init__(self, send: Callable[..., None]) -> None:
         self.send_command = send
-        button = widgets.Layout(width="auto", min_width="96px")
-        self.validate = widgets.Button(description="Validate", icon="check", layout=button,
-                                       tooltip="run validation now (mid-epoch too)")
-        self.save = widgets.Button(description="Save checkpoint", icon="save", layout=button,
-                                   tooltip="save a resumable checkpoint now")
-        self.pause = widgets.Button(description="Pause", icon="pause", layout=button,
-                                    tooltip="pause training after this iteration")
-        self.stop = widgets.Button(description="Stop", icon="stop", layout=button,
-                                   tooltip="stop after this iteration, saving a checkpoint first")
-        self.lr = widgets.Text(placeholder="0.001 or *0.5", description="Learning rate",
-                               style={"description_width": "initial"}, layout=widgets.Layout(width="230px"))
-        self.set_lr = widgets.Button(description="Set", layout=widgets.Layout(width="56px"),
-                                     tooltip="set the learning rate of every parameter group")
+        self.button_row = widgets.HBox([], layout=widgets.Layout(flex="1 1 auto", flex_flow="row wrap"))
+        self.field_row = widgets.HBox([], layout=widgets.Layout(flex="0 0 auto", align_items="center",
+                                                                grid_gap="4px"))
+        self.confirm = ConfirmRow(send)
         self.outcome = widgets.HTML("", layout=widgets.Layout(min_height="20px"))
-        self.validate.on_click(lambda _: self.send_command("val"))
-        self.save.on_click(lambda _: self.send_command("save"))
-        self.pause.on_click(lambda _: self.send_command("continue" if self.pause.description == "Continue" else "pause"))
-        self.stop.on_click(lambda _: self.send_command("stop"))
-        self.set_lr.on_click(lambda _: self._set_lr())
-        buttons = widgets.HBox([self.validate, self.save, self.pause, self.stop],
-                               layout=widgets.Layout(flex="1 1 auto", flex_flow="row wrap"))
-        rate = widgets.HBox([self.lr, self.set_lr], layout=widgets.Layout(flex="0 0 auto", align_items="center"))
-        row = widgets.HBox([buttons, rate], layout=widgets.Layout(width="100%", justify_content="space-between",
-                                                                  align_items="center"))
-        super().__init__([row, self.outcome], layout=widgets.Layout(width="100%"))
+        self._commands: tuple[CommandInfo, ...] | None = None
+        self._buttons: dict[str, widgets.Button] = {}
+        self._fields: dict[str, tuple[widgets.Text, ...]] = {}
+        row = widgets.HBox([self.button_row, self.field_row],
+                           layout=widgets.Layout(width="100%", justify_content="space-between", align_items="center"))
+        super().__init__([row, self.confirm, self.outcome], layout=widgets.Layout(width="100%"))
         self.show(RunState(), connected=False)
+
+    # --- what it holds ------------------------------------------------------------------------
+    def button(self, name: str) -> widgets.Button:
+        """The button that sends command ``name``.
+
+        Raises:
+            KeyError: the run offers no such command, or it takes a checkpoint (see the checkpoint list).
+        """
+        return self._buttons[name]
+
+    def field(self, name: str) -> widgets.Text:
+        """The text field of command ``name``'s (first) argument."""
+        return self._fields[name][0]
 
     @property
     def buttons(self) -> tuple[widgets.Button, ...]:
-        return (self.validate, self.save, self.pause, self.stop, self.set_lr)
+        """Every command button, shown or not."""
+        return tuple(self._buttons.values())
 
-    def _set_lr(self) -> None:
-        if not self.lr.value.strip():
-            self.show_outcome({"name": "set", "outcome": "rejected", "message": "type a learning rate first"})
-            return
-        self.send_command("set", lr_assignment(self.lr.value))
-
-    def show(self, state: RunState, connected: bool, changes: set[str] = frozenset()) -> None:
-        """Follow the run: Pause or Continue, buttons off unless the run takes commands."""
-        paused = state.status == "paused"
+    # --- drawing ------------------------------------------------------------------------------
+    def show(self, state: RunState, connected: bool, changes: set[str] | frozenset[str] = frozenset()) -> None:
+        """Follow the run: its command list, which commands its status offers, buttons off unless it takes commands."""
+        if state.commands != self._commands:
+            self._build(state.commands)
         live = connected and not state.ended
-        self.pause.description = "Continue" if paused else "Pause"
-        self.pause.icon = "play" if paused else "pause"
-        self.pause.button_style = "warning" if paused else ""
-        self.pause.tooltip = "continue training" if paused else "pause training after this iteration"
-        for button in self.buttons:
-            button.disabled = not live
-        self.lr.disabled = not live
-        if "commands" in changes and state.last_command is not None:
+        for command in self._commands:
+            shown = command.offered(state.status)
+            for widget in (self._buttons.get(command.name), *self._fields.get(command.name, ())):
+                if widget is not None:
+                    widget.layout.display = None if shown else "none"
+                    widget.disabled = not live
+        if not live:
+            self.confirm.cancel()
+        if "outcomes" in changes and state.last_command is not None:
             self.outcome.value = outcome_html(state.last_command)
 
     def show_outcome(self, entry: dict[str, Any]) -> None:
         """Show a command's state at once (sent, or refused before it reached the run)."""
         self.outcome.value = outcome_html(entry)
+
+    def _build(self, commands: tuple[CommandInfo, ...]) -> None:
+        old = [*self._buttons.values(), *(field for fields in self._fields.values() for field in fields)]
+        self._commands = commands
+        self._buttons, self._fields = {}, {}
+        buttons, fields = [], []
+        for command in commands:
+            if command.takes_checkpoint:
+                continue  # offered on each row of the checkpoint list
+            required = command.required
+            if not required:
+                button = widgets.Button(description=command.label, tooltip=command.description,
+                                        button_style="warning" if command.when == "paused" else "",
+                                        layout=widgets.Layout(width="auto", min_width="96px"))
+                buttons.append(button)
+            else:
+                inputs = tuple(widgets.Text(placeholder=arg.help or arg.name, tooltip=arg.help or arg.name,
+                                            layout=widgets.Layout(width="340px" if len(required) == 1 else "160px"))
+                               for arg in required)
+                button = widgets.Button(description=command.title, tooltip=command.description,
+                                        layout=widgets.Layout(width="auto"))
+                self._fields[command.name] = inputs
+                fields += [*inputs, button]
+            button.on_click(lambda _, command=command: self._click(command))
+            self._buttons[command.name] = button
+        self.button_row.children = buttons
+        self.field_row.children = fields
+        for widget in old:
+            widget.close()
+
+    def _click(self, command: CommandInfo) -> None:
+        values = [field.value.strip() for field in self._fields.get(command.name, ())]
+        if not all(values):
+            self.show_outcome({"name": command.name, "outcome": "rejected",
+                               "message": f"fill in {' and '.join(arg.name for arg in command.required)} first"})
+            return
+        self.confirm.request(command, values)

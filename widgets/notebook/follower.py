@@ -16,9 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 from cockpit.widgets.notebook.link import RunLink
-from cockpit.widgets.notebook.state import RunState
 
 from cockpit.channel.auth import ConnectionError_
+from cockpit.events import Status
+from cockpit.viewstate import RunState
 
 POLL_SECONDS = 0.05
 ALIVE_CHECK_SECONDS = 1.0
@@ -102,7 +103,7 @@ class Follower:
         last_alive_check = last_draw
         snapshots = state.snapshots
         while not self.stopping.is_set():
-            state.apply_all(link.poll(POLL_SECONDS))
+            state.receive(link.poll(POLL_SECONDS))
             if state.needs_snapshot:
                 state.load_snapshot(link.snapshot())
             if state.snapshots != snapshots:
@@ -128,14 +129,13 @@ class Follower:
         A snapshot covers the events before it, and command outcomes are not part of a
         snapshot: an outcome that happened just before a re-sync is only learned by asking.
         """
-        for command_id in self.state.pending_commands():
+        for command_id in self.state.pending_requests():
             try:
                 answer = link.outcome(command_id)
             except ConnectionError_:
                 continue  # the run forgot it (it keeps the recent ones) or is ending
             if answer.get("done"):
-                self.state.apply({"t": "CommandFinished", "seq": 0, "id": command_id, "name": answer["name"],
-                                  "outcome": answer["outcome"], "message": answer["message"]})
+                self.state.record_outcome(command_id, answer["name"], answer["outcome"], answer["message"])
 
     def _drain(self, link: RunLink) -> None:
         """Take what is left of the stream after the end (cleanup hooks still log)."""
@@ -144,7 +144,7 @@ class Follower:
             events = link.poll(0.15)
             if not events:
                 return
-            self.state.apply_all(events)
+            self.state.receive(events)
 
     def _finish(self) -> None:
         state = self.state
@@ -154,7 +154,7 @@ class Follower:
                 if snapshot is not None:
                     state.load_snapshot(snapshot)
             if not state.ended and not self.stopping.is_set() and not self.alive():
-                state.set_status("died", "the run's process is gone")
+                state.set_status(Status.DIED, "the run's process is gone")
             if self.error is not None and not state.ended:
                 state.set_status(state.status, f"lost the run: {self.error}")
             if self.link is not None:

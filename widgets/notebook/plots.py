@@ -6,8 +6,8 @@ panel, once a run has validated: the other validation metrics as markers.
 Markers on the timeline (a live resume, a learning-rate change) are dotted
 vertical lines.
 
-Every series is downsampled before it is sent (min/max per bucket for the raw
-lines, so spikes survive). Updates are sent inside ``batch_update()`` as one
+Every series is downsampled before it is sent (min/max per bucket, so spikes
+survive). Updates are sent inside ``batch_update()`` as one
 message; the figure's synced state is then brought up to date without sending
 it again, so a browser tab opened later draws the current figure.
 """
@@ -18,10 +18,9 @@ import copy
 from typing import Any
 
 import plotly.graph_objects as go
-from cockpit.widgets.notebook.downsample import bucket_means, envelope
-from cockpit.widgets.notebook.state import RunState, Series
 
-from cockpit.viewstate import smooth
+from cockpit.series import downsample, smooth
+from cockpit.viewstate import RunState
 
 LOSS_COLORS = ("#1f77b4", "#9467bd", "#8c564b", "#17becf")
 METRIC_COLORS = ("#2ca02c", "#d62728", "#e377c2", "#bcbd22", "#7f7f7f")
@@ -98,20 +97,20 @@ class ScalarPlot:
             raw = {"mode": "lines", "line": {"color": color, "width": 1}, "opacity": 0.35,
                    "legendrank": 100 + 2 * number,
                    "hovertemplate": "iter %{x}<br>%{y:.4g}<extra>" + key + "</extra>"}
-            out[key] = (raw, *envelope(series.steps, series.mins, series.maxs, self.max_points))
+            out[key] = (raw, *downsample(series.steps, series.mins, series.maxs, self.max_points))
             smoothed = {"mode": "lines", "line": {"color": color, "width": 2},
                         "legendrank": 101 + 2 * number,
                         "hovertemplate": "iter %{x}<br>%{y:.4g}<extra>smoothed</extra>"}
-            out[f"{key} (smoothed)"] = (smoothed, *bucket_means(series.steps, smooth(series.values),
-                                                               self.max_points))
+            out[f"{key} (smoothed)"] = (smoothed, *downsample(series.steps, smooth(series.values),
+                                                             max_points=self.max_points))
         for key in lr_keys(keys):
             series = state.scalars[key]
             style = {"mode": "lines", "yaxis": "y2", "line": {"color": LR_COLOR, "width": 1.5, "dash": "dot"},
                      "legendrank": 300,
                      "hovertemplate": "iter %{x}<br>%{y:.3g}<extra>" + key + "</extra>"}
-            out[key] = (style, *bucket_means(series.steps, series.values, self.max_points))
+            out[key] = (style, *downsample(series.steps, series.values, max_points=self.max_points))
         for number, key in enumerate(metric_keys(keys)):
-            series: Series = state.scalars[key]
+            series = state.scalars[key]
             on_loss_axis = "loss" in key
             color = METRIC_COLORS[number % len(METRIC_COLORS)]
             style = {"mode": "lines+markers", "line": {"width": 1, "dash": "dot", "color": color}, "legendrank": 200 + number,
@@ -119,7 +118,7 @@ class ScalarPlot:
                      "hovertemplate": "iter %{x}<br>%{y:.4g}<extra>" + key + "</extra>"}
             if not on_loss_axis:
                 style.update(xaxis="x2", yaxis="y3")
-            out[key] = (style, *bucket_means(series.steps, series.values, self.max_points))
+            out[key] = (style, *downsample(series.steps, series.values, max_points=self.max_points))
         return out
 
     def publish(self) -> None:

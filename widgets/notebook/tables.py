@@ -8,9 +8,11 @@ how often it was called and its mean time per call. The stage that started last
 from __future__ import annotations
 
 import html
+import math
 
 import ipywidgets as widgets
-from cockpit.widgets.notebook.state import RunState
+
+from cockpit.viewstate import RunState
 
 _STYLE = """
 <style>
@@ -44,17 +46,19 @@ def hooks_html(state: RunState) -> str:
     if not state.hooks:
         return "<div style='color:#888;font-size:12px'>No hooks registered yet.</div>"
     rows = []
-    for stage, entries in state.hooks:
-        live = " live" if stage == state.stage else ""
-        rows.append(f"<tr class='stage{live}'><td colspan='4'>{'▶ ' if live else ''}{html.escape(stage)}</td></tr>")
-        for priority_name, priority, hook in entries:
-            calls = state.hook_timings.get((stage, hook), (0, 0.0))[0]
-            rows.append(
-                f"<tr class='{live.strip()}'><td class='hook'>{html.escape(hook)}</td>"
-                f"<td class='priority'>{html.escape(str(priority_name))} ({priority})</td>"
-                f"<td class='num'>{calls}</td>"
-                f"<td class='num'>{format_seconds(state.mean_hook_time(stage, hook))}</td></tr>"
-            )
+    stage = None
+    for row in state.hook_rows():
+        live = " live" if row["running"] else ""
+        if row["stage"] != stage:
+            stage = row["stage"]
+            rows.append(f"<tr class='stage{live}'><td colspan='4'>{'▶ ' if live else ''}{html.escape(stage)}</td></tr>")
+        mean = row["mean_ms"] / 1000 if math.isfinite(row["mean_ms"]) else None
+        rows.append(
+            f"<tr class='{live.strip()}'><td class='hook'>{html.escape(row['hook'])}</td>"
+            f"<td class='priority'>{html.escape(str(row['priority']))} ({row['priority_value']})</td>"
+            f"<td class='num'>{row['calls']}</td>"
+            f"<td class='num'>{format_seconds(mean)}</td></tr>"
+        )
     header = "<tr><th>Stage / hook</th><th>Priority</th><th class='num'>Calls</th><th class='num'>Mean / call</th></tr>"
     return f"{_STYLE}<table class='cockpit-hooks'><thead>{header}</thead><tbody>{''.join(rows)}</tbody></table>"
 

@@ -17,13 +17,16 @@ from cockpit.widgets.notebook.checkpoints import CheckpointList
 from cockpit.widgets.notebook.controls import ControlBar
 from cockpit.widgets.notebook.log import RunLog
 from cockpit.widgets.notebook.plots import ScalarPlot, loss_keys, lr_keys
-from cockpit.widgets.notebook.state import RunState
 from cockpit.widgets.notebook.tables import HookTable
 
+from cockpit.events import Status
+from cockpit.viewstate import RunState
+
 STATUS_COLORS = {
-    "running": "#1a7f37", "validating": "#0969da", "saving": "#0969da", "paused": "#b35900",
-    "finished": "#57606a", "stopped": "#57606a", "failed": "#c62828", "died": "#c62828",
+    Status.RUNNING: "#1a7f37", Status.VALIDATING: "#0969da", Status.SAVING: "#0969da", Status.PAUSED: "#b35900",
+    Status.FINISHED: "#57606a", Status.STOPPED: "#57606a", Status.FAILED: "#c62828", Status.DIED: "#c62828",
 }
+PROGRESS_STYLES = {Status.FAILED: "danger", Status.DIED: "danger", Status.FINISHED: "success", Status.PAUSED: "warning"}
 
 
 def format_duration(seconds: Any) -> str:
@@ -74,9 +77,9 @@ def progress_html(state: RunState) -> str:
         parts.append(f"epoch {epoch} / {info['max_epochs']}")
     if total:
         parts.append(f"{100 * done / total:.0f}%")
-    if state.status == "running" and info.get("eta") is not None and done:
+    if state.status == Status.RUNNING and info.get("eta") is not None and done:
         parts.append(f"ETA {format_duration(info['eta'])}")
-    if state.status == "running" and info.get("iters_per_sec"):
+    if state.status == Status.RUNNING and info.get("iters_per_sec"):
         parts.append(f"{info['iters_per_sec']:.1f} it/s")
     return ("<span class='cockpit-progress' style='font-size:12px;color:#333;font-variant-numeric:tabular-nums'>"
             + " · ".join(parts) + "</span>")
@@ -103,7 +106,7 @@ class CockpitView(widgets.VBox):
         self.controls = ControlBar(send)
         self.plot = ScalarPlot(max_points=max_points)
         self.hooks = HookTable()
-        self.checkpoints = CheckpointList(lambda path: send("resume", path))
+        self.checkpoints = CheckpointList(send)
         self.run_log = RunLog()
         progress_row = widgets.HBox([self.progress_bar, self.progress_text],
                                     layout=widgets.Layout(align_items="center", grid_gap="12px"))
@@ -129,8 +132,7 @@ class CockpitView(widgets.VBox):
             done, total = progress(state)
             self.progress_bar.max = max(total, 1)
             self.progress_bar.value = min(done, max(total, 1))
-            self.progress_bar.bar_style = {"failed": "danger", "died": "danger", "finished": "success",
-                                           "paused": "warning"}.get(state.status, "")
+            self.progress_bar.bar_style = PROGRESS_STYLES.get(state.status, "")
             self.progress_text.value = progress_html(state)
         if changes & {"scalars", "markers"}:
             self.plot.show(state)

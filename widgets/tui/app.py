@@ -2,8 +2,16 @@
 
 Data flows one way: a worker thread reads the run's events through the
 source (a ``RunClient``) into a ``RunState``; a timer redraws the panes from it
-a few times a second, never per event. Keys and the command palette send
-commands back through the same source. The app never touches the model.
+a few times a second, never per event, and only the parts that changed. Keys
+and the command palette send commands back through the same source. The app
+never touches the model.
+
+The run's commands are data (its ``commands`` list): their key bindings, the
+footer, the palette and the help screen are generated from it, so a command a
+hook declares gets a key like a built-in one. A command that takes a
+checkpoint opens the checkpoint picker, one that takes text opens a prompt,
+and one that asks first opens a confirmation. The app's own bindings are the
+view-only actions (series, smoothing, log scale, zoom, help, quit).
 """
 
 from __future__ import annotations
@@ -20,25 +28,37 @@ from cockpit.widgets.tui.parts.hooks import HookTable
 from cockpit.widgets.tui.parts.log import LogPane
 from cockpit.widgets.tui.parts.plots import ScalarPlot
 from cockpit.widgets.tui.parts.status import StatusLine
+from cockpit.widgets.tui.screens.checkpoint import CheckpointPicker
 from cockpit.widgets.tui.screens.confirm import ConfirmScreen
 from cockpit.widgets.tui.screens.help import HelpScreen
 from cockpit.widgets.tui.screens.prompt import PromptScreen
 from cockpit.widgets.tui.screens.quit import QuitScreen
-from cockpit.widgets.tui.screens.resume import ResumeScreen
 from cockpit.widgets.tui.screens.series import SeriesScreen
 from textual import work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingsMap
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
+from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
+from cockpit import commands
 from cockpit.channel.auth import ConnectionError_, StaleConnectionError
-from cockpit.viewstate import RunState
+from cockpit.events import Status
+from cockpit.viewstate import PARTS, CommandArg, CommandInfo, RunState
 
 #: Below these sizes the layout folds (see app.tcss).
 NARROW_WIDTH = 120
 SHORT_HEIGHT = 34
+
+
+def footer_label(command: CommandInfo, short: bool) -> str:
+    """A command's footer text: its label, or on a narrow screen the label's first word
+    (``Save checkpoint`` -> ``Save``, ``Set learning rate…`` -> ``Set…``), so help and quit still fit."""
+    if not short:
+        return command.label
+    first = command.label.split()[0].rstrip("…")
+    return first + ("…" if command.label.endswith("…") else "")
 
 
 class CockpitApp(App[str]):
@@ -56,12 +76,8 @@ class CockpitApp(App[str]):
     CSS_PATH = "app.tcss"
     TITLE = "Cockpit"
     COMMANDS = App.COMMANDS | {CockpitCommands}
+    # The view's own keys. The run's commands get theirs from its command list (``_bind_commands``).
     BINDINGS = [
-        Binding("v", "validate", "validate"),
-        Binding("s", "save", "save"),
-        Binding("r", "resume", "resume"),
-        Binding("p", "pause", "pause"),
-        Binding("l", "set_lr", "lr"),
         Binding("g", "series", "series", show=False),
         Binding("m", "smooth", "smooth", show=False),
         Binding("o", "log_scale", "log", show=False),
@@ -79,9 +95,9 @@ class CockpitApp(App[str]):
         self.live = live
         self.state = RunState()
         self.lock = threading.Lock()
-        self._drawn_version = -1
-        self._outcomes_shown = 0
+        self._drawn_version = -1  # the state version drawn last; -1 redraws every pane
         self._ended_seen = False
+        self._view_bindings = self._bindings.copy()
         self._main_keys = ["train/loss"]
         self._outbox: queue.SimpleQueue[tuple[str, tuple[str, ...]]] = queue.SimpleQueue()
         self._sender_stop = threading.Event()
@@ -109,7 +125,6 @@ class CockpitApp(App[str]):
 
     def on_mount(self) -> None:
         self.query_one("#hooks", HookTable).border_title = "hooks, in execution order"
-        self.query_one("#checkpoints", CheckpointTable).border_title = "checkpoints  ★ best  ● latest  ⏎ resume"
         self.query_one("#log", LogPane).border_title = "log"
         self._layout_for(self.size.width, self.size.height)
         self.feed()
@@ -145,19 +160,21 @@ class CockpitApp(App[str]):
             self.state.load_snapshot(snapshot)
         while self.live and not current.is_cancelled:
             try:
-                events = self.source.poll_events(0.1)
+                messages = self.source.poll_events(0.1)
+                if messages:
+                    with self.lock:
+                        self.state.receive(messages)
+                if self.state.needs_snapshot:  # events were missed, or the run reloaded its hub
+                    snapshot = self.source.snapshot()
+                    with self.lock:
+                        self.state.load_snapshot(snapshot)
             except StaleConnectionError:
                 with self.lock:
                     if not self.state.ended:
-                        self.state.status = "died"
-                        self.state.version += 1
+                        self.state.set_status(Status.DIED, "the run's process is gone")
                 return
             except ConnectionError_:
                 continue
-            if events:
-                with self.lock:
-                    for event in events:
-                        self.state.apply(event)
 
     def redraw(self) -> None:
         """Bring every pane up to date with the state (a few times a second)."""
@@ -168,18 +185,29 @@ class CockpitApp(App[str]):
         with self.lock:
             state = self.state
             status_line.show(state, now=self.clock())
-            logs = state.take_new_logs()
-            outcomes = state.outcomes[self._outcomes_shown:]
-            self._outcomes_shown = len(state.outcomes)
-            if state.version != self._drawn_version:
-                self._drawn_version = state.version
+            logs = state.take_logs()
+            outcomes = state.take_outcomes()
+            changes = state.take_changes()
+            if self._drawn_version == -1:
+                changes = set(PARTS)  # a resize, or a plot option changed: every pane again
+            self._drawn_version = state.version
+            if "commands" in changes:
+                self._bind_commands(state.commands)
+                picker = next((c for c in state.commands if c.takes_checkpoint), None)
+                self.query_one("#checkpoints", CheckpointTable).border_title = (
+                    "checkpoints  ★ best  ● latest" + (f"  ⏎ {picker.title.lower()}" if picker else ""))
+            elif "status" in changes:
+                self.refresh_bindings()  # a command offered in one status only (pause, continue)
+            if changes & {"scalars", "markers"}:
                 self.query_one("#val-plot", ScalarPlot).keys = sorted(
                     k for k in state.scalars if k.startswith("val/") and not k.endswith("time"))
                 for plot in self.query(ScalarPlot):
                     if plot.display and plot.size.width:
                         plot.draw(state)
+            if changes & {"hooks", "timings", "stage", "scalars"}:  # the share of training time needs train/time
                 for table in self.query(HookTable):
                     table.show(state)
+            if changes & {"checkpoints", "info", "scalars"}:  # best, latest and the metric at each
                 for table in self.query(CheckpointTable):
                     table.show(state)
             ended, status, detail = state.ended, state.status, state.status_detail
@@ -190,11 +218,77 @@ class CockpitApp(App[str]):
             self.notify(outcome["message"], title=f"{outcome['name']}: {outcome['outcome']}", severity=severity)
         if ended and not self._ended_seen:
             self._ended_seen = True
-            severity = "error" if status in ("failed", "died") else "information"
+            failed = status in (Status.FAILED, Status.DIED)
             message = f"the run {status}" + (f": {detail}" if detail else "") + "; press q to leave"
-            self.notify(message, severity=severity, timeout=30)
-            if status in ("failed", "died"):
+            self.notify(message, severity="error" if failed else "information", timeout=30)
+            if failed:
                 self.query_one("#bottom", TabbedContent).active = "tab-log"
+
+    # --- the run's commands -----------------------------------------------------------------------
+    def _bind_commands(self, commands: tuple[CommandInfo, ...]) -> None:
+        """Give each command that declares a key its binding, ahead of the view's own (footer order).
+
+        Two commands may share a key when each is offered in a status the other is not (pause,
+        continue): ``check_action`` lets the one offered now take the key. A key the view uses
+        itself stays the view's; such a command is still in the palette.
+        """
+        view_keys = self._view_bindings.key_to_bindings
+        short = self.size.width < NARROW_WIDTH
+        bindings = BindingsMap(Binding(command.key, f"command({command.name!r})", footer_label(command, short),
+                                       tooltip=command.description)
+                               for command in commands if command.key and command.key not in view_keys)
+        self._bindings = BindingsMap.merge([bindings, self._view_bindings])
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """A command's key works (and shows) only in the status the command is offered in."""
+        if action == "command":
+            command = self.state.command(str(parameters[0]))
+            return command is not None and command.offered(self.state.status)
+        return True
+
+    def action_command(self, name: str) -> None:
+        """A command's key: ask for what it needs, then send it."""
+        command = self.state.command(name)
+        if command is not None:
+            self.run_command(command)
+
+    def run_command(self, command: CommandInfo, args: tuple[str, ...] = ()) -> None:
+        """Send ``command``: first ask for each argument it needs and, if it wants that, for a yes."""
+        if self.state.ended:
+            self.notify(f"the run has ended; cannot send {command.name}", severity="warning")
+            return
+        missing = command.required[len(args):]
+        if missing:
+            def answered(value: str | None) -> None:
+                if value:
+                    self.run_command(command, (*args, value))
+
+            self.push_screen(self._ask(command, missing[0]), answered)
+            return
+        question = command.question(args)
+        if question is None:
+            self.send(command.name, *args)
+        else:
+            self.push_screen(ConfirmScreen(question), lambda yes: yes and self.send(command.name, *args))
+
+    def _ask(self, command: CommandInfo, arg: CommandArg) -> Screen:
+        """The screen that asks for ``arg``: the checkpoint picker, or a one-line prompt."""
+        if arg.kind == "checkpoint":
+            return CheckpointPicker(self.state, self.lock, f"{command.title}: which checkpoint?")
+        hint = arg.help or arg.name
+        if arg.kind == "choice" and arg.choices:
+            hint = f"{hint} ({', '.join(arg.choices)})"
+        return PromptScreen(f"{command.title}: {command.description}", placeholder=hint)
+
+    def on_checkpoint_table_chosen(self, message: CheckpointTable.Chosen) -> None:
+        """Enter on a checkpoint: the first command that takes one (resume), for that checkpoint."""
+        with self.lock:
+            command = next((c for c in self.state.commands if c.takes_checkpoint), None)
+        if command is None:
+            self.notify("this run offers no command that takes a checkpoint", severity="warning")
+        else:
+            self.run_command(command, (message.path,))
 
     # --- commands -------------------------------------------------------------------------------
     def send(self, name: str, *args: str) -> None:
@@ -223,63 +317,6 @@ class CockpitApp(App[str]):
     def perform(self, action: str) -> None:
         """Run ``action_<action>`` (for the command palette)."""
         getattr(self, f"action_{action}")()
-
-    def _when_live(self, what: str) -> bool:
-        if self.state.ended:
-            self.notify(f"the run has ended; cannot {what}", severity="warning")
-            return False
-        return True
-
-    def action_validate(self) -> None:
-        if self._when_live("validate"):
-            self.send("val")
-
-    def action_save(self) -> None:
-        if self._when_live("save"):
-            self.send("save")
-
-    def action_pause(self) -> None:
-        if self._when_live("pause or continue"):
-            self.send("continue" if self.state.status == "paused" else "pause")
-
-    def action_resume(self) -> None:
-        if not self._when_live("resume"):
-            return
-
-        def confirmed(path: str, yes: bool | None) -> None:
-            if yes:
-                self.send("resume", path)
-
-        def picked(path: str | None) -> None:
-            if path:
-                name = path.rsplit("/", 1)[-1]
-                self.push_screen(ConfirmScreen(f"Resume from {name}? The run continues from its position; "
-                                               "progress since then is dropped."),
-                                 lambda yes: confirmed(path, yes))
-
-        self.push_screen(ResumeScreen(self.state, self.lock), picked)
-
-    def on_checkpoint_table_resume_requested(self, message: CheckpointTable.ResumeRequested) -> None:
-        if not self._when_live("resume"):
-            return
-        name = message.path.rsplit("/", 1)[-1]
-        self.push_screen(ConfirmScreen(f"Resume from {name}? The run continues from its position; "
-                                       "progress since then is dropped."),
-                         lambda yes: yes and self.send("resume", message.path))
-
-    def action_set_lr(self) -> None:
-        if not self._when_live("set the learning rate"):
-            return
-        current = self.state.scalar("train/lr")
-
-        def answered(text: str | None) -> None:
-            if not text:
-                return
-            assignment = f"lr*={text[1:].strip()}" if text.startswith("*") else f"lr={text}"
-            self.send("set", assignment)
-
-        self.push_screen(PromptScreen("New learning rate (a value like 0.01, or *0.5 to scale):",
-                                      placeholder=f"now {current:.4g}"), answered)
 
     def action_series(self) -> None:
         with self.lock:
@@ -317,7 +354,9 @@ class CockpitApp(App[str]):
         self.notify(f"showing the last {recent} iterations" if recent else "showing the whole run", timeout=2)
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        with self.lock:
+            commands = self.state.commands
+        self.push_screen(HelpScreen(commands))
 
     def action_quit_cockpit(self) -> None:
         if self.state.ended:
@@ -336,23 +375,12 @@ class CockpitApp(App[str]):
     @work(thread=True, group="commands")
     def _stop_then_exit(self) -> None:
         try:
-            self.source.command("stop", wait=True, timeout=600)
+            # Leaving by stopping the run is the view's own way out (as Ctrl-C is the plain view's),
+            # offered whatever the run's command list holds.
+            self.source.command(commands.STOP, wait=True, timeout=600)
         except ConnectionError_ as error:
             self.call_from_thread(self.notify, str(error), severity="error")
         self.call_from_thread(self.exit, "stop")
-
-    def run_hook_command(self, command: dict[str, Any]) -> None:
-        """A command the run's hooks offer (from the palette); asks for its arguments if it has any."""
-        if not command["args"]:
-            self.send(command["name"])
-            return
-
-        def answered(text: str | None) -> None:
-            if text is not None:
-                self.send(command["name"], *text.split())
-
-        self.push_screen(PromptScreen(f"{command['name']}: {command['description']}",
-                                      placeholder=" ".join(command["args"])), answered)
 
 
 def run_app(source: Any, on_exit: Callable[[str | None], None] | None = None) -> str | None:

@@ -1,21 +1,29 @@
-"""The command palette: the cockpit's actions plus every command the run's hooks offer."""
+"""The command palette: the run's commands (built-in and its hooks', from its command list) and the view's actions."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-if TYPE_CHECKING:
-    from cockpit.widgets.tui.app import CockpitApp
+from cockpit.viewstate import CommandInfo, RunState
 
-ACTIONS = (
-    ("Validate now", "validate", "run validation at the next safe point"),
-    ("Save a checkpoint", "save", "save the current state now"),
-    ("Resume from a checkpoint...", "resume", "pick a checkpoint and continue from it"),
-    ("Pause / continue", "pause", "hold training (the process and its memory stay) or go on"),
-    ("Set the learning rate...", "set_lr", "a value, or *factor"),
+
+class CommandHost(Protocol):
+    """What the palette needs of the app (``CockpitApp``), without importing it: no import cycle."""
+
+    lock: threading.Lock
+    state: RunState
+
+    def run_command(self, command: CommandInfo, args: tuple[str, ...] = ()) -> None: ...
+
+    def perform(self, action: str) -> None: ...
+
+#: What the view itself does, as ``(title, action, help)``: no run command is among them.
+VIEW_ACTIONS = (
     ("Choose plot series...", "series", "which scalars the main plot shows"),
     ("Toggle smoothing", "smooth", "exponential moving average of the loss"),
     ("Toggle log scale", "log_scale", "log y axis in the main plot"),
@@ -23,32 +31,29 @@ ACTIONS = (
     ("Help", "help", "keys and panes"),
     ("Quit...", "quit_cockpit", "detach or stop the run"),
 )
-BUILTIN = {"val", "save", "resume", "pause", "continue", "stop", "set"}
+
+
+def palette_entries(app: CommandHost) -> list[tuple[str, Callable[[], object], str]]:
+    """``(title, callback, help)`` for every command the run offers now, then the view's actions."""
+    with app.lock:
+        status = app.state.status
+        commands = [command for command in app.state.commands if command.offered(status)]
+    entries: list[tuple[str, Callable[[], object], str]] = [
+        (command.label, partial(app.run_command, command), command.description) for command in commands]
+    entries += [(title, partial(app.perform, action), help_text) for title, action, help_text in VIEW_ACTIONS]
+    return entries
 
 
 class CockpitCommands(Provider):
-    """Actions and the run's own commands, searchable by name."""
-
-    def _entries(self) -> list[tuple[str, object, str]]:
-        app: CockpitApp = self.app  # type: ignore[assignment]
-        entries = [(title, partial(app.perform, action), help_text) for title, action, help_text in ACTIONS]
-        entries.append(("Stop the run (save first)", partial(app.send, "stop"), "graceful stop"))
-        with app.lock:
-            commands = list(app.state.commands)
-        for command in commands:
-            if command["name"] in BUILTIN:
-                continue
-            title = f"Run command: {command['name']}" + (" ..." if command["args"] else "")
-            entries.append((title, partial(app.run_hook_command, command), command["description"]))
-        return entries
+    """The run's commands and the view's actions, searchable by title."""
 
     async def discover(self) -> Hits:
-        for title, callback, help_text in self._entries():
+        for title, callback, help_text in palette_entries(self.app):  # type: ignore[arg-type]
             yield DiscoveryHit(title, callback, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for title, callback, help_text in self._entries():
+        for title, callback, help_text in palette_entries(self.app):  # type: ignore[arg-type]
             score = matcher.match(title)
             if score > 0:
                 yield Hit(score, matcher.highlight(title), callback, help=help_text)

@@ -1,9 +1,8 @@
-"""The checkpoints a run saved: which is the best and which the latest; pick one to resume from."""
+"""The checkpoints a run saved and still has: which is the best and which the latest; pick one (enter)."""
 
 from __future__ import annotations
 
 import math
-import os
 
 from rich.text import Text
 from textual.message import Message
@@ -13,7 +12,7 @@ from cockpit.viewstate import RunState
 
 
 class CheckpointTable(DataTable):
-    """Saved checkpoints, newest first. Enter on a row asks to resume from it."""
+    """Saved checkpoints, newest first. Enter on a row chooses it (the app offers it to a command)."""
 
     DEFAULT_CSS = """
     CheckpointTable {
@@ -21,8 +20,8 @@ class CheckpointTable(DataTable):
     }
     """
 
-    class ResumeRequested(Message):
-        """The user picked a checkpoint to resume from."""
+    class Chosen(Message):
+        """The user picked a checkpoint."""
 
         def __init__(self, path: str) -> None:
             self.path = path
@@ -37,8 +36,8 @@ class CheckpointTable(DataTable):
         self._shown: tuple = ()
 
     def show(self, state: RunState) -> None:
-        # Files that rotation removed cannot be resumed from, so they are not offered.
-        rows = [row for row in state.checkpoint_rows() if os.path.exists(row["path"])]
+        # The run reports each checkpoint it deletes (rotation, a new best): every row can be used.
+        rows = state.checkpoint_rows()
         shown = tuple((r["path"], r["best"], r["latest"], r["metric"]) for r in rows)
         if shown == self._shown:
             return
@@ -54,10 +53,8 @@ class CheckpointTable(DataTable):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        if event.row_key.value and os.path.exists(event.row_key.value):
-            self.post_message(self.ResumeRequested(event.row_key.value))
-        else:
-            self.app.notify("that checkpoint file was removed meanwhile; pick another", severity="warning")
+        if event.row_key.value:
+            self.post_message(self.Chosen(event.row_key.value))
 
     @property
     def selected_path(self) -> str | None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 
 from textual_plotext import PlotextPlot
 
-from cockpit.viewstate import RunState, downsample, smooth
+from cockpit.series import downsample, smooth
+from cockpit.viewstate import RunState
 
 #: Colors by series role; plotext color names.
 COLORS = ("cyan", "orange", "green", "magenta", "yellow", "blue", "red")
@@ -51,13 +53,13 @@ class ScalarPlot(PlotextPlot):
         present = [key for key in self.keys if key in state.scalars and state.scalars[key].steps]
         for index, key in enumerate(present):
             series = state.scalars[key]
-            steps, values = series.steps, series.values
+            steps, values, lows, highs = series.steps, series.values, series.mins, series.maxs
             if self.recent:
-                first = next((i for i, s in enumerate(steps) if s >= start), len(steps))
-                steps, values = steps[first:], values[first:]
+                first = bisect.bisect_left(steps, start)
+                steps, values, lows, highs = steps[first:], values[first:], lows[first:], highs[first:]
             if self.log_scale:
-                pairs = [(s, v) for s, v in zip(steps, values, strict=True) if v > 0]
-                steps, values = [p[0] for p in pairs], [p[1] for p in pairs]
+                keep = [i for i, low in enumerate(lows) if low > 0]
+                steps, values, lows, highs = ([column[i] for i in keep] for column in (steps, values, lows, highs))
             if not steps:
                 continue
             color = COLORS[index % len(COLORS)]
@@ -67,10 +69,10 @@ class ScalarPlot(PlotextPlot):
                 x, y = steps, values
                 plt.scatter(x, y, marker="●", color=color, label=label)
             else:
-                raw_x, raw_y = downsample(steps, values, buckets)
+                raw_x, raw_y = (a.tolist() for a in downsample(steps, lows, highs, 2 * buckets))
                 if self.smoothed and index == 0:
                     plt.plot(raw_x, raw_y, marker="braille", color="gray", label=f"{label} (raw)")
-                    sx, sy = downsample(steps, smooth(values), buckets)
+                    sx, sy = (a.tolist() for a in downsample(steps, smooth(values), max_points=2 * buckets))
                     plt.plot(sx, sy, marker="braille", color=color, label=f"{label} (smoothed)")
                     drawn += len(sx)
                 else:

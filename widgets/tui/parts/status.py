@@ -9,18 +9,19 @@ import time
 from rich.text import Text
 from textual.widgets import Static
 
+from cockpit.events import Status
 from cockpit.viewstate import RunState
 
 STATUS_STYLES = {
-    "running": "bold green",
-    "validating": "bold cyan",
-    "saving": "bold cyan",
-    "paused": "bold yellow",
-    "stopped": "bold yellow",
-    "finished": "bold blue",
-    "failed": "bold red",
-    "died": "bold red",
-    "connecting": "dim",
+    Status.RUNNING: "bold green",
+    Status.VALIDATING: "bold cyan",
+    Status.SAVING: "bold cyan",
+    Status.PAUSED: "bold yellow",
+    Status.STOPPED: "bold yellow",
+    Status.FINISHED: "bold blue",
+    Status.FAILED: "bold red",
+    Status.DIED: "bold red",
+    Status.CONNECTING: "dim",
 }
 
 
@@ -68,6 +69,6 @@ class StatusLine(Static):
         memory = state.scalar("train/memory")
         if math.isfinite(memory):
             text.append(f"  mem {memory:.0f} MiB")
-        if state.status_detail and state.status in ("failed", "stopped"):
+        if state.status_detail and state.status in (Status.FAILED, Status.STOPPED):
             text.append(f"  {state.status_detail}", style=STATUS_STYLES.get(state.status, ""))
         self.update(text)

@@ -1,1 +1,1 @@
-"""Modal screens of the terminal cockpit: help, quit, resume, learning rate, series."""
+"""Modal screens of the terminal cockpit: help, quit, the checkpoint picker, a prompt, a confirmation, series."""

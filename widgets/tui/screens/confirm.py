@@ -1,4 +1,4 @@
-"""A yes/no confirmation (resuming replaces the live run's state)."""
+"""A yes/no confirmation, for a command that asks before it is sent (resume, stop)."""
 
 from __future__ import annotations
 

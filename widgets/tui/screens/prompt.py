@@ -1,4 +1,4 @@
-"""One-line input: the learning rate."""
+"""One-line input: a command's argument (the learning rate, or what a hook's command asks for)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The resume picker: the run's checkpoints; enter picks one."""
+"""The checkpoint picker: the run's checkpoints, for a command that takes one; enter picks."""
 
 from __future__ import annotations
 
@@ -14,16 +14,22 @@ from textual.widgets import Label
 from cockpit.viewstate import RunState
 
 
-class ResumeScreen(ModalScreen[str | None]):
-    """Returns the chosen checkpoint's path, or None."""
+class CheckpointPicker(ModalScreen[str | None]):
+    """Returns the chosen checkpoint's path, or None.
+
+    Args:
+        state: the run's state (read under ``lock``).
+        lock: the lock the app's feed thread holds while it changes ``state``.
+        question: what is asked (``Resume: which checkpoint?``).
+    """
 
     BINDINGS = [Binding("escape", "cancel", "cancel")]
 
     DEFAULT_CSS = """
-    ResumeScreen {
+    CheckpointPicker {
         align: center middle;
     }
-    ResumeScreen > Vertical {
+    CheckpointPicker > Vertical {
         width: 90;
         max-width: 95%;
         height: 70%;
@@ -33,14 +39,15 @@ class ResumeScreen(ModalScreen[str | None]):
     }
     """
 
-    def __init__(self, state: RunState, lock: threading.Lock) -> None:
+    def __init__(self, state: RunState, lock: threading.Lock, question: str = "Which checkpoint?") -> None:
         super().__init__()
         self.state = state
         self.lock = lock
+        self.question = question
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("Resume from which checkpoint? (enter picks, esc cancels)")
+            yield Label(f"{self.question} (enter picks, esc cancels)")
             yield CheckpointTable(id="picker")
 
     def on_mount(self) -> None:
@@ -49,10 +56,10 @@ class ResumeScreen(ModalScreen[str | None]):
             table.show(self.state)
         table.focus()
         if not table.row_count:
-            self.app.notify("no checkpoints yet: press s to save one", severity="warning")
+            self.app.notify("no checkpoints yet: save one first", severity="warning")
             self.dismiss(None)
 
-    def on_checkpoint_table_resume_requested(self, message: CheckpointTable.ResumeRequested) -> None:
+    def on_checkpoint_table_chosen(self, message: CheckpointTable.Chosen) -> None:
         message.stop()
         self.dismiss(message.path)
 
