@@ -11,6 +11,7 @@ the key path and the fix.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import inspect
 import sys
@@ -21,19 +22,21 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from cockpit import dist, mmengine_keys
 from cockpit.errors import ConfigError
 from cockpit.evaluator import BaseMetric, Evaluator
 from cockpit.hooks.base import Hook
 from cockpit.loops import EpochBasedTrainLoop, IterBasedTrainLoop, TestLoop, ValLoop
 from cockpit.optim import OptimWrapper
-from cockpit.schedulers import ParamScheduler
+from cockpit.schedulers import ParamScheduler, ReduceOnPlateauLR
+from cockpit.wrappers import CockpitDDP
 
 #: The runner's keys, MMEngine's names.
 RUNNER_KEYS = (
     "model", "work_dir", "experiment_name", "train_dataloader", "optim_wrapper", "param_scheduler", "train_cfg",
     "val_dataloader", "val_evaluator", "val_cfg", "test_dataloader", "test_evaluator", "test_cfg",
     "default_hooks", "custom_hooks", "load_from", "resume", "launcher", "env_cfg", "log_processor",
-    "log_level", "randomness",
+    "log_level", "randomness", "auto_scale_lr", "visualizer", "default_scope",
 )
 
 #: MMEngine's default hooks; ``default_hooks`` in a config overrides or (with None) removes them.
@@ -79,6 +82,18 @@ def check_runner_keys(keys: Mapping[str, Any], file: str | None) -> None:
                           key="launcher", fix="use launcher='pytorch' under torchrun")
 
 
+def runner_arguments(cfg: Any) -> dict[str, Any]:
+    """The ``Runner`` arguments a config gives (MMEngine's ``from_cfg``); ``work_dir`` defaults to
+    ``work_dirs/<config name>``."""
+    if "model" not in cfg:
+        raise ConfigError("missing required key 'model'", file=cfg.filename, key="model",
+                          fix="add model = dict(type=MyModel, ...) to the config")
+    kwargs = {key: cfg[key] for key in RUNNER_KEYS if key in cfg}
+    if "work_dir" not in kwargs:
+        kwargs["work_dir"] = str(Path("work_dirs") / (Path(cfg.filename).stem if cfg.filename else "run"))
+    return {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in kwargs.items()}
+
+
 def merged_default_hooks(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
     """MMEngine's default hooks with ``default_hooks`` applied (a None value removes one)."""
     merged: dict[str, Any] = dict(DEFAULT_HOOKS)
@@ -107,6 +122,30 @@ BUILTINS: dict[str, str] = {
     "AmpOptimWrapper": "cockpit.optim:AmpOptimWrapper",
     "DefaultSampler": "cockpit.data:DefaultSampler",
     "InfiniteSampler": "cockpit.data:InfiniteSampler",
+    "ReduceOnPlateauLR": "cockpit.schedulers:ReduceOnPlateauLR",
+    "default_collate": "torch.utils.data:default_collate",
+    "pseudo_collate": "cockpit.data:pseudo_collate",
+}
+
+
+#: MMEngine type names with no Cockpit equivalent, and what to write instead.
+MMENGINE_ONLY: dict[str, str] = {
+    "PolyLR": "use torch's type='PolynomialLR' (power=..., the same curve when eta_min=0; total_iters defaults "
+              "to end - begin)",
+    "CosineRestartLR": "use torch's type='CosineAnnealingWarmRestarts' (T_0=..., T_mult=..., eta_min=...)",
+    "OneCycleLR": "torch's OneCycleLR takes max_lr and total_steps (MMEngine's eta_max and total_steps): "
+                  "write type='torch.optim.lr_scheduler.OneCycleLR', max_lr=...",
+    "ReduceOnPlateauParamScheduler": "use type='ReduceOnPlateauLR' (the learning rate is the only scheduled value)",
+    **{f"{name}Momentum": "Cockpit schedules the learning rate only; remove momentum schedulers"
+       for name in ("Constant", "CosineAnnealing", "Exponential", "Linear", "MultiStep", "OneCycle", "Poly",
+                    "Step", "CosineRestart", "ReduceOnPlateau")},
+    **{f"{name}ParamScheduler": f"use the learning-rate scheduler type='{name}LR' (Cockpit schedules the "
+                                "learning rate only)"
+       for name in ("Constant", "CosineAnnealing", "Exponential", "Linear", "MultiStep", "Step")},
+    "MMDistributedDataParallel": "Cockpit wraps the model in DistributedDataParallel itself under torchrun; "
+                                 "set DDP arguments in model_wrapper_cfg",
+    "ImgDataPreprocessor": "Cockpit has no data preprocessor modules: override BaseModel.data_preprocessor",
+    "BaseDataPreprocessor": "Cockpit has no data preprocessor modules: override BaseModel.data_preprocessor",
 }
 
 
@@ -126,8 +165,9 @@ class Builder:
         filename: the config file the dicts came from (for error messages).
     """
 
-    def __init__(self, filename: str | None = None) -> None:
+    def __init__(self, filename: str | None = None, default_scope: str | None = None) -> None:
         self.filename = filename
+        self.default_scope = default_scope
 
     def error(self, message: str, key: str, fix: str | None = None) -> ConfigError:
         return ConfigError(message, file=self.filename, key=key, fix=fix)
@@ -149,11 +189,16 @@ class Builder:
             return _LR_SCHEDULERS[type_value]
         if "." in type_value:
             return self._import(type_value, key)
+        if type_value in MMENGINE_ONLY:
+            raise self.error(f"{type_value!r} is an MMEngine type that Cockpit does not provide", f"{key}.type",
+                             MMENGINE_ONLY[type_value])
         known = [*BUILTINS, *_OPTIMIZERS, *_LR_SCHEDULERS]
         close = difflib.get_close_matches(type_value, known, n=3, cutoff=0.6)
         hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        scope = (f"Cockpit has no registries, so default_scope={self.default_scope!r} cannot find "
+                 f"{type_value!r}: " if self.default_scope else "")
         raise self.error(f"unknown type {type_value!r}", f"{key}.type",
-                         f"{hint}use a class object, a Cockpit built-in name, a torch optimizer or scheduler "
+                         f"{hint}{scope}use a class object, a Cockpit built-in name, a torch optimizer or scheduler "
                          "name, or a dotted import path like 'mypkg.nets.ResNet'")
 
     def _import(self, dotted: str, key: str) -> Callable[..., Any]:
@@ -238,6 +283,17 @@ class Builder:
             raise self.error(f"bad value for {name}: {error}", key, f"check the values under {key}") from error
 
     # --- the runner's parts ---------------------------------------------------------
+    def build_wrapped_model(self, cfg: Any, run_cfg: Mapping[str, Any], env_cfg: Mapping[str, Any]) -> torch.nn.Module:
+        """The model on this process's device; in a distributed run, in DistributedDataParallel (with
+        ``model_wrapper_cfg``/``find_unused_parameters``/``sync_bn`` as MMEngine reads them)."""
+        model = self.build_model(cfg).to(dist.default_device())
+        if not dist.is_distributed():
+            return model
+        if run_cfg.get("sync_bn") == "torch":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        device_ids = [dist.default_device().index] if torch.cuda.is_available() else None
+        return CockpitDDP(model, device_ids=device_ids, **mmengine_keys.ddp_arguments(run_cfg, env_cfg))
+
     def build_model(self, cfg: Any) -> torch.nn.Module:
         model = self.build(cfg, "model")
         if not isinstance(model, torch.nn.Module):
@@ -288,8 +344,15 @@ class Builder:
             scheduler_cls = self.resolve(item.pop("type"), key)
             kwargs = {"optimizer": optim_wrapper.optimizer, "epoch_length": epoch_length,
                       "max_epochs": max_epochs, "max_iters": max_iters, **item}
+            if scheduler_cls is torch.optim.lr_scheduler.ReduceLROnPlateau:
+                raise self.error("torch's ReduceLROnPlateau needs the metric at every step", f"{key}.type",
+                                 "use MMEngine's type='ReduceOnPlateauLR', monitor='<metric key>' (stepped after "
+                                 "each validation)")
             try:
-                schedulers.append(ParamScheduler(scheduler_cls, **kwargs))
+                if isinstance(scheduler_cls, type) and issubclass(scheduler_cls, ReduceOnPlateauLR):
+                    schedulers.append(self.call(scheduler_cls, kwargs, key))
+                else:
+                    schedulers.append(ParamScheduler(scheduler_cls, **kwargs))
             except (TypeError, ValueError) as error:
                 raise self.error(f"bad scheduler: {error}", key, f"check the arguments of {scheduler_cls.__name__}") from None
         return schedulers
@@ -304,6 +367,14 @@ class Builder:
         if "batch_size" not in cfg:
             raise self.error("missing required key 'batch_size'", f"{key}.batch_size", f"add batch_size=N to {key}")
         dataset = self.build(cfg.pop("dataset"), f"{key}.dataset")
+        batches = cfg.pop("num_batch_per_epoch", None)
+        if batches is not None:
+            # MMEngine's quick-debug key: only the first batches x batch_size x world_size samples.
+            if not isinstance(batches, int) or batches < 1:
+                raise self.error(f"num_batch_per_epoch must be a positive int, got {batches!r}",
+                                 f"{key}.num_batch_per_epoch", "write num_batch_per_epoch=10, or remove it")
+            count = min(len(dataset), batches * int(cfg["batch_size"]) * dist.get_world_size())
+            dataset = torch.utils.data.Subset(dataset, range(count))
         sampler_cfg = cfg.pop("sampler", {"type": "DefaultSampler", "shuffle": key == "train_dataloader"})
         if isinstance(sampler_cfg, Mapping):
             sampler_cfg = dict(sampler_cfg)
@@ -318,7 +389,13 @@ class Builder:
             sampler = sampler_cfg
         collate = cfg.pop("collate_fn", None)
         if isinstance(collate, Mapping):
-            collate = self.resolve(dict(collate)["type"], f"{key}.collate_fn")
+            # MMEngine binds the other keys to the function: dict(type=fn, pad_value=0).
+            collate = dict(collate)
+            if "type" not in collate:
+                raise self.error("missing required key 'type'", f"{key}.collate_fn",
+                                 "write collate_fn=dict(type='default_collate') or dict(type=my_collate, ...)")
+            function = self.resolve(collate.pop("type"), f"{key}.collate_fn")
+            collate = functools.partial(function, **collate) if collate else function
         cfg.setdefault("num_workers", 0)
         if cfg.get("num_workers", 0) == 0:
             cfg.pop("persistent_workers", None)

@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from cockpit.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 #: ``cockpit.save()``) uses these, so the names live here alone.
 VAL, SAVE, RESUME, PAUSE, CONTINUE, STOP, SET = "val", "save", "resume", "pause", "continue", "stop", "set"
 STOP_WITHOUT_SAVING = "nosave"
+TRUST = "trust"
 
 
 class CommandRejected(Exception):
@@ -112,14 +115,15 @@ class Command:
         if self.parse is not None:
             return tuple(self.parse(args))
         required = sum(1 for arg in self.args if not arg.optional)
-        if not required <= len(args) <= len(self.args):
-            if not self.args:
-                wanted = "no arguments"
-            else:
-                count = {1: "one argument", 2: "two arguments"}.get(len(self.args), f"{len(self.args)} arguments")
-                wanted = f"{'at most ' if required < len(self.args) else ''}{count} ({self.usage}"
-                wanted += f": {self.args[0].help})" if len(self.args) == 1 and self.args[0].help else ")"
-            raise CommandRejected(f"{self.name} takes {wanted}, got {' '.join(args)!r}")
+        count = {0: "no arguments", 1: "one argument", 2: "two arguments"}
+        if len(args) < required:
+            hint = f": {self.args[0].help}" if self.args[0].help else ""
+            raise CommandRejected(f"{self.name} takes {count.get(required, f'{required} arguments')} "
+                                  f"({self.usage}{hint}), got {' '.join(args)!r}")
+        if len(args) > len(self.args):
+            most = count.get(len(self.args), f"{len(self.args)} arguments")
+            raise CommandRejected(f"{self.name} takes {'at most ' if self.args else ''}{most}"
+                                  f"{f' ({self.usage})' if self.args else ''}, got {' '.join(args)!r}")
         for arg, value in zip(self.args, args, strict=False):
             if arg.kind == "choice" and value not in arg.choices:
                 raise CommandRejected(f"{self.name}: the argument must be {' or '.join(map(repr, arg.choices))}, "
@@ -182,17 +186,24 @@ def _save(run: RunContext) -> str:
     return f"saved {path}"
 
 
-def _resume(run: RunContext, which: str) -> str:
+def _resume(run: RunContext, which: str, *trust: str) -> str:
     from cockpit.checkpoint import check_cockpit_checkpoint, load_checkpoint
 
+    # Trust is given per command, never inherited from --trust-checkpoint at start: a file that
+    # needs arbitrary pickles loads only when this very request says so (and the channel refuses
+    # that from a TCP client).
+    trusted = TRUST in trust
     try:
         path = run.checkpointer.resolve(which)
         # Read and check the whole file before touching the live run: a bad file changes nothing.
-        checkpoint = check_cockpit_checkpoint(load_checkpoint(path, trusted=run.trust_checkpoints), path)
+        checkpoint = check_cockpit_checkpoint(load_checkpoint(path, trusted=trusted), path)
         before = run.iter
         run.resume(path, checkpoint=checkpoint)  # checks the fit before it changes anything
     except CheckpointError as error:
-        raise CommandRejected(str(error)) from None
+        message = str(error)
+        if "--trust-checkpoint" in message:
+            message += f"; to load it anyway from this machine, send: resume {which} {TRUST}"
+        raise CommandRejected(message) from None
     run.train_loop.jump()
     return f"resumed from {path.name}: iter {before} -> {run.iter} (epoch {run.epoch})"
 
@@ -266,6 +277,12 @@ def _set(run: RunContext, assignment: str) -> str:
     groups = run.optim_wrapper.param_groups
     before = [group["lr"] for group in groups]
     after = [lr * number if scale else number for lr in before]
+    for group, lr in zip(groups, after, strict=True):
+        # A value the parameters' dtype cannot hold overflows at the next step and ends the run.
+        for dtype in {p.dtype for p in group["params"] if p.is_floating_point()}:
+            if lr > torch.finfo(dtype).max or (lr > 0 and lr < torch.finfo(dtype).tiny):
+                raise CommandRejected(f"lr {lr:g} cannot be held by the {str(dtype).removeprefix('torch.')} "
+                                      f"parameters (range {torch.finfo(dtype).tiny:g} to {torch.finfo(dtype).max:g})")
     factors = [new / old if old > 0 else None for old, new in zip(before, after, strict=True)]
     if run.param_schedulers and None in factors:
         raise CommandRejected("the learning rate is 0 now, so the schedule cannot be scaled to a new value; "
@@ -294,7 +311,9 @@ def builtin_commands() -> list[Command]:
         Command(VAL, "run validation now (mid-epoch too)", _val, label="Validate", key="v"),
         Command(SAVE, "save a resumable checkpoint now", _save, label="Save checkpoint", key="s"),
         Command(RESUME, "load a checkpoint into the live run and continue from it", _resume, label="Resume…",
-                key="r", args=(checkpoint,),
+                key="r", args=(checkpoint, Arg(TRUST, "load a file that needs arbitrary pickles (only one you "
+                                                      "trust; refused over TCP)", kind="choice", choices=(TRUST,),
+                                                  optional=True)),
                 confirm="Resume from {0}? Training continues from that checkpoint's position."),
         Command(PAUSE, "pause training (the process and its memory stay)", _pause, label="Pause", key="p",
                 when="running"),

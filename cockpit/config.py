@@ -20,10 +20,12 @@ from __future__ import annotations
 import ast
 import builtins
 import copy
+import importlib
 import inspect
 import keyword
 import math
 import os
+import sys
 import traceback
 import types
 import warnings
@@ -192,6 +194,8 @@ class Config(ConfigDict):
         cfg = cls(loader.load(Path(name).resolve(), name, ()), filename=str(Path(name).resolve()))
         if cfg_options:
             cfg.merge_from_options(cfg_options)
+        if cfg.get("custom_imports") is not None:
+            import_custom_modules(cfg["custom_imports"], cfg.filename)
         return cfg
 
     def merge_from_options(self, options: Iterable[str] | Mapping[str, Any]) -> None:
@@ -284,6 +288,45 @@ class _Loader:
             warnings.warn(message, DeprecationWarning, stacklevel=2)
         names = substitute_base_references(names, placeholders, base, path)
         return merge_dicts(base, names)
+
+
+def import_custom_modules(custom_imports: Any, filename: str | None) -> list[types.ModuleType]:
+    """MMEngine's ``custom_imports=dict(imports=['pkg.module'], allow_failed_imports=False)``.
+
+    The config's own folder is importable while the modules load (as the config's ``type`` paths
+    are), and only then.
+    """
+    fix = "write custom_imports=dict(imports=['mypkg.hooks'], allow_failed_imports=False)"
+    if not isinstance(custom_imports, Mapping):
+        raise ConfigError(f"custom_imports must be a dict, got {custom_imports!r}", file=filename,
+                          key="custom_imports", fix=fix)
+    unknown = set(custom_imports) - {"imports", "allow_failed_imports"}
+    if unknown:
+        raise ConfigError(f"custom_imports has unknown keys {sorted(unknown)}", file=filename,
+                          key="custom_imports", fix=fix)
+    names = custom_imports.get("imports", [])
+    names = [names] if isinstance(names, str) else list(names)
+    modules = []
+    folder = str(Path(filename).parent) if filename else None
+    added = folder is not None and folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    try:
+        for name in names:
+            try:
+                modules.append(importlib.import_module(name))
+            except ImportError as error:
+                if custom_imports.get("allow_failed_imports", False):
+                    warnings.warn(f"custom_imports: {name} failed to import and is ignored ({error})",
+                                  UserWarning, stacklevel=2)
+                    continue
+                raise ConfigError(f"custom_imports: cannot import {name!r}: {error}", file=filename,
+                                  key="custom_imports.imports", fix="check the module path and that its package "
+                                  "is installed, or set allow_failed_imports=True") from None
+    finally:
+        if added:
+            sys.path.remove(folder)
+    return modules
 
 
 def _parse(source: str, path: Path) -> ast.Module:

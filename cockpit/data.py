@@ -9,7 +9,8 @@ reshuffling at each pass.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator, Mapping, Sequence, Sized
+from typing import Any
 
 import torch
 from torch.utils.data import Sampler
@@ -123,3 +124,29 @@ class InfiniteSampler(Sampler[int]):
     def set_start(self, index: int) -> None:
         """Make the next stream begin after ``index`` samples of this rank."""
         self.start = max(0, int(index))
+
+
+def pseudo_collate(batch: Sequence[Any]) -> Any:
+    """MMEngine's ``pseudo_collate``: a batch's samples regrouped field by field, never stacked.
+
+    Dicts become a dict of lists, tuples a list of fields (a named tuple stays one), lists a
+    list of fields; tensors, numbers and strings stay the list of samples.
+    """
+    first = batch[0]
+    if isinstance(first, (str, bytes)):
+        return batch
+    if isinstance(first, tuple) and hasattr(first, "_fields"):
+        return type(first)(*(pseudo_collate(list(field)) for field in zip(*batch, strict=True)))
+    if isinstance(first, Mapping):
+        return type(first)({key: pseudo_collate([sample[key] for sample in batch]) for key in first})
+    if isinstance(first, Sequence):
+        if any(len(sample) != len(first) for sample in batch):
+            raise RuntimeError("each sample of a batch must have the same number of fields")
+        fields = [pseudo_collate(list(field)) for field in zip(*batch, strict=True)]
+        if isinstance(first, tuple):
+            return fields
+        try:
+            return type(first)(fields)
+        except TypeError:
+            return fields
+    return batch

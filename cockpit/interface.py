@@ -31,6 +31,7 @@ class Steer(Protocol):
     """The steering of a run: flags read at the next safe point."""
 
     paused: bool
+    stop_requested: str | None
 
     def request_stop(self, reason: str = "requested", save: bool = True) -> None:
         """Stop after the current iteration, saving a checkpoint first unless ``save=False``."""

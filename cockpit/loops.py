@@ -14,6 +14,7 @@ towards the maximum.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import DataLoader
 
+from cockpit.dist import is_distributed
 from cockpit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -57,11 +59,22 @@ def _seed_loader(dataloader: Any, seed: int) -> None:
 class BaseTrainLoop:
     """What both train loops share: position, validation schedule, stopping."""
 
-    def __init__(self, runner: RunContext, dataloader: DataLoader, val_begin: int, val_interval: int) -> None:
+    def __init__(self, runner: RunContext, dataloader: DataLoader, val_begin: int, val_interval: int,
+                 dynamic_intervals: Sequence | None = None) -> None:
         self.runner = runner
         self.dataloader = dataloader
         self.val_begin = val_begin
         self.val_interval = val_interval
+        # MMEngine's dynamic_intervals=[(milestone, interval), ...]: from each milestone on, validate
+        # every `interval` epochs (or iterations) instead.
+        pairs = [tuple(p) for p in dynamic_intervals or ()]
+        if any(len(p) != 2 or not all(isinstance(v, int) and v > 0 for v in p) for p in pairs) or \
+                [m for m, _ in pairs] != sorted({m for m, _ in pairs}):
+            raise ConfigError(f"dynamic_intervals must be (milestone, interval) pairs of positive ints with "
+                              f"increasing milestones, got {dynamic_intervals!r}", key="train_cfg.dynamic_intervals",
+                              fix="write dynamic_intervals=[(10, 2), (20, 1)]")
+        self._milestones = [0, *(m for m, _ in pairs)]
+        self._intervals = [val_interval, *(i for _, i in pairs)]
         self.stop_training = False
         self._epoch = 0
         self._iter = 0
@@ -104,6 +117,11 @@ class BaseTrainLoop:
         self._iter += 1
         runner.safe_point()
 
+    def _interval_at(self, count: int) -> int:
+        """The validation interval in force after ``count`` epochs (iterations), as MMEngine decides it."""
+        self.val_interval = self._intervals[bisect.bisect(self._milestones, count) - 1]
+        return self.val_interval
+
     def _validate(self) -> None:
         if self.runner.val_loop is not None:
             self.runner.val_loop.run()
@@ -138,8 +156,9 @@ class EpochBasedTrainLoop(BaseTrainLoop):
     """
 
     def __init__(self, runner: RunContext, dataloader: DataLoader, max_epochs: int, val_begin: int = 1,
-                 val_interval: int = 1, workflow: Sequence | None = None) -> None:
-        super().__init__(runner, dataloader, val_begin, val_interval)
+                 val_interval: int = 1, workflow: Sequence | None = None,
+                 dynamic_intervals: Sequence | None = None) -> None:
+        super().__init__(runner, dataloader, val_begin, val_interval, dynamic_intervals)
         if not isinstance(max_epochs, int) or max_epochs < 1:
             raise ConfigError(f"max_epochs must be a positive int, got {max_epochs!r}", key="train_cfg.max_epochs",
                               fix="set train_cfg=dict(by_epoch=True, max_epochs=10)")
@@ -206,7 +225,7 @@ class EpochBasedTrainLoop(BaseTrainLoop):
 
     def _should_validate(self) -> bool:
         return (self.runner.val_loop is not None and self._epoch >= self.val_begin
-                and (self._epoch % self.val_interval == 0 or self._epoch == self._max_epochs))
+                and (self._epoch % self._interval_at(self._epoch) == 0 or self._epoch == self._max_epochs))
 
 
 class _InfiniteLoader:
@@ -243,8 +262,9 @@ class IterBasedTrainLoop(BaseTrainLoop):
     """
 
     def __init__(self, runner: RunContext, dataloader: DataLoader, max_iters: int, val_begin: int = 1,
-                 val_interval: int = 1000, workflow: Sequence | None = None) -> None:
-        super().__init__(runner, dataloader, val_begin, val_interval)
+                 val_interval: int = 1000, workflow: Sequence | None = None,
+                 dynamic_intervals: Sequence | None = None) -> None:
+        super().__init__(runner, dataloader, val_begin, val_interval, dynamic_intervals)
         if not isinstance(max_iters, int) or max_iters < 1:
             raise ConfigError(f"max_iters must be a positive int, got {max_iters!r}", key="train_cfg.max_iters",
                               fix="set train_cfg=dict(by_epoch=False, max_iters=10000)")
@@ -317,7 +337,7 @@ class IterBasedTrainLoop(BaseTrainLoop):
 
     def _should_validate(self) -> bool:
         return (self.runner.val_loop is not None and self._iter >= self.val_begin
-                and (self._iter % self.val_interval == 0 or self._iter == self._max_iters))
+                and (self._iter % self._interval_at(self._iter) == 0 or self._iter == self._max_iters))
 
 
 def _sized(dataloader: Any) -> bool:
@@ -333,10 +353,11 @@ class _EvalLoop:
 
     stage = "val"
 
-    def __init__(self, runner: RunContext, dataloader: DataLoader, evaluator: Evaluator) -> None:
+    def __init__(self, runner: RunContext, dataloader: DataLoader, evaluator: Evaluator, fp16: bool = False) -> None:
         self.runner = runner
         self.dataloader = dataloader
         self.evaluator = evaluator
+        self.fp16 = fp16
         metainfo = getattr(getattr(dataloader, "dataset", None), "metainfo", None)
         if metainfo is not None:  # as MMEngine's loops do: OpenMMLab metrics read it
             evaluator.dataset_meta = metainfo
@@ -357,7 +378,18 @@ class _EvalLoop:
         if num_batches is not None:
             # Exactly num_batches, so a cycling source is not advanced past what is used.
             source = itertools.islice(source, num_batches)
+        # A stop (SIGTERM on a cluster, say) must not wait for a long validation: it is abandoned
+        # at the next batch and the train loop's safe point saves and stops. (Not in a distributed
+        # run: the ranks gather results together, so they stop at the same safe point instead.)
+        steering = None if is_distributed() else runner.steering
         for batch_idx, data_batch in enumerate(source):
+            if steering is not None and steering.stop_requested is not None:
+                runner.logger.warning(f"{stage} abandoned at batch {batch_idx}: {steering.stop_requested}")
+                for metric in self.evaluator.metrics:
+                    metric.results.clear()
+                runner.call_hook(f"after_{stage}")
+                runner.model.train(was_training)
+                return {}
             self.run_iter(batch_idx, data_batch)
         # The dataset's size drops the padding a distributed sampler adds (MMEngine passes it too).
         size = len(self.dataloader.dataset) if num_batches is None and _sized(self.dataloader) else None
@@ -371,7 +403,12 @@ class _EvalLoop:
         runner, stage = self.runner, self.stage
         runner.call_hook(f"before_{stage}_iter", batch_idx=batch_idx, data_batch=data_batch)
         step = runner.model.val_step if stage == "val" else runner.model.test_step
-        outputs = step(data_batch)
+        if self.fp16:  # MMEngine's val_cfg/test_cfg fp16=True: autocast (bfloat16 on CPU, float16 on GPU)
+            device = next(runner.model.parameters()).device.type
+            with torch.autocast(device_type=device, dtype=torch.bfloat16 if device == "cpu" else torch.float16):
+                outputs = step(data_batch)
+        else:
+            outputs = step(data_batch)
         self.evaluator.process(data_samples=outputs, data_batch=data_batch)
         runner.call_hook(f"after_{stage}_iter", batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
 

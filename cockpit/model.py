@@ -54,18 +54,18 @@ class BaseModel(nn.Module):
         self.__dict__.pop("_cockpit_device", None)
         return super()._apply(fn, *args, **kwargs)
 
-    def train_step(self, data: Any, optim_wrapper: OptimWrapper) -> dict[str, float]:
+    def train_step(self, data: Any, optim_wrapper: OptimWrapper) -> dict[str, torch.Tensor]:
         """Forward in ``'loss'`` mode, sum the losses, update the parameters.
 
         Returns:
             The logged values of the step: ``loss`` (the total) first, then every entry of
-            the loss dict, as Python floats.
+            the loss dict, as detached 0-d tensors (MMEngine's ``log_vars``).
         """
         with optim_wrapper.optim_context(self):
             data = self.data_preprocessor(data, True)
             losses = self.run_forward(data, mode="loss")
         loss, log_vars = self.parse_losses(losses)
-        optim_wrapper.update_params(loss, loss_value=log_vars["loss"])
+        optim_wrapper.update_params(loss)
         return log_vars
 
     @torch.no_grad()
@@ -86,8 +86,9 @@ class BaseModel(nn.Module):
             return self(*data, mode=mode)
         return self(data, mode=mode)
 
-    def parse_losses(self, losses: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Sum the entries whose key contains ``'loss'``; log every entry.
+    def parse_losses(self, losses: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Sum the entries whose key contains ``'loss'``; log every entry (as detached 0-d tensors,
+        like MMEngine's, so ``outputs['loss'].item()`` works in a hook).
 
         Raises:
             TypeError: when ``losses`` is not a dict of tensors (or lists of tensors).
@@ -100,7 +101,9 @@ class BaseModel(nn.Module):
         values: dict[str, torch.Tensor] = {}
         for key, value in losses.items():
             if isinstance(value, torch.Tensor):
-                values[key] = value if value.ndim == 0 else value.mean()
+                # mean() makes a new tensor even of a 0-d one: a logged value must not alias a
+                # parameter that the optimizer step then changes.
+                values[key] = value.mean()
             elif isinstance(value, Sequence) and all(isinstance(v, torch.Tensor) for v in value):
                 values[key] = sum(v.mean() for v in value)
             else:
@@ -115,9 +118,9 @@ class BaseModel(nn.Module):
         # "loss" is always the total, even when the model also returns an entry named "loss".
         log_vars = {"loss": loss.detach()}
         log_vars.update((k, v.detach()) for k, v in values.items() if k != "loss")
-        # One transfer for all logged values, instead of one .item() each; in a distributed
-        # run they are averaged over the ranks, so every rank logs what the whole batch did.
-        if len(log_vars) == 1 and not is_distributed():
-            return loss, {"loss": loss.detach().item()}
-        flat = all_reduce_mean_(torch.stack([v.float() for v in log_vars.values()])).tolist()
-        return loss, dict(zip(log_vars, flat, strict=True))
+        # In a distributed run they are averaged over the ranks (one all-reduce for all of them),
+        # so every rank logs what the whole batch did.
+        if not is_distributed():
+            return loss, log_vars
+        flat = all_reduce_mean_(torch.stack([v.float() for v in log_vars.values()]))
+        return loss, dict(zip(log_vars, flat.unbind(), strict=True))

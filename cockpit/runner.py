@@ -22,14 +22,14 @@ import time
 import traceback
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 
-from cockpit import build, dist
+from cockpit import build, dist, mmengine_keys
 from cockpit.checkpointer import Checkpointer
-from cockpit.config import Config, ConfigDict
-from cockpit.errors import ConfigError
+from cockpit.config import Config
 from cockpit.events import Status
 from cockpit.hooks.base import Hook
 from cockpit.hooks.dispatch import HookDispatcher
@@ -60,20 +60,24 @@ class Runner:
                  default_hooks: Mapping[str, Any] | None = None, custom_hooks: list[Any] | None = None,
                  load_from: str | None = None, resume: bool | str = False, launcher: str = "none",
                  env_cfg: Mapping | None = None, log_processor: Mapping | None = None, log_level: str = "INFO",
-                 randomness: Mapping | None = None, cfg: Mapping | None = None, log_to_console: bool = True,
-                 trust_checkpoints: bool = False, serve: bool | str = False, timestamp: str | None = None) -> None:
+                 randomness: Mapping | None = None, auto_scale_lr: Mapping | None = None,
+                 visualizer: Mapping | None = None, default_scope: str | None = None, cfg: Mapping | None = None,
+                 log_to_console: bool = True, trust_checkpoints: bool = False, serve: bool | str = False,
+                 timestamp: str | None = None) -> None:
         self.cfg = copy.deepcopy(cfg) if isinstance(cfg, Config) else Config(cfg or {})
-        self._builder = build.Builder(self.cfg.filename)
+        self._builder = build.Builder(self.cfg.filename, default_scope)
+        mmengine_keys.check_top_level(self.cfg, self.cfg.filename)
         build.check_runner_keys(dict(
             train_dataloader=train_dataloader, train_cfg=train_cfg, optim_wrapper=optim_wrapper,
             param_scheduler=param_scheduler, val_dataloader=val_dataloader, val_cfg=val_cfg,
             val_evaluator=val_evaluator, test_dataloader=test_dataloader, test_cfg=test_cfg,
             test_evaluator=test_evaluator, resume=resume, load_from=load_from, launcher=launcher), self.cfg.filename)
         self.launcher, self.env_cfg, self.serve = launcher, dict(env_cfg or {}), serve
+        mmengine_keys.setup_environment(self.env_cfg, distributed=launcher != "none")
         if launcher != "none":
             dist_cfg = dict(self.env_cfg.get("dist_cfg", {}))
             dist.init_distributed(launcher, backend=dist_cfg.get("backend"),
-                             timeout_minutes=float(dist_cfg.get("timeout_minutes", 30)))
+                                  timeout_minutes=float(dist_cfg.get("timeout_minutes", 30)))
 
         work_dir = Path(work_dir).resolve()
         # Every rank must agree on the run folder: rank 0's choice wins.
@@ -86,22 +90,19 @@ class Runner:
 
         self._seed, self._deterministic = seed_run(randomness, dist.get_rank())
 
-        self.message_hub = MessageHub(experiment_name, window_size=int((log_processor or {}).get("window_size", 10)))
+        self.log_processor = SimpleNamespace(**{"window_size": 10, "by_epoch": True, **(log_processor or {})})
+        self.message_hub = MessageHub(experiment_name, window_size=int(self.log_processor.window_size))
+        self.visualizer = mmengine_keys.ScalarVisualizer(self.message_hub)
         self.log_level = log_level
         self.logger = make_logger(f"cockpit.run.{experiment_name}.{id(self):x}", self.message_hub, log_level,
                                   to_console=log_to_console and self.is_main_process)
         self.trust_checkpoints = trust_checkpoints
 
-        model = self._builder.build_model(model).to(dist.default_device())
-        if dist.is_distributed():
-            from cockpit.wrappers import CockpitDDP
-
-            model = CockpitDDP(model, device_ids=[dist.default_device().index] if torch.cuda.is_available() else None,
-                               **self.env_cfg.get("ddp_cfg", {}))
-        self.model = model
+        self.model = self._builder.build_wrapped_model(model, self.cfg, self.env_cfg)
         self.optim_wrapper = (self._builder.build_optim_wrapper(optim_wrapper, self.model)
                               if optim_wrapper is not None else None)
         self.param_schedulers: list[Any] = []
+        self.auto_scale_lr = auto_scale_lr
         self._parts = {"train": (train_dataloader, param_scheduler, train_cfg),
                        "val": (val_dataloader, val_evaluator, val_cfg),
                        "test": (test_dataloader, test_evaluator, test_cfg)}
@@ -115,7 +116,8 @@ class Runner:
         self.checkpointer = Checkpointer(self, self.dispatcher, trusted=trust_checkpoints)
         # Switchable only to measure its cost: without it, commands never reach a distributed run.
         self.steering = Steering(self, agreement=bool(self.env_cfg.get("command_agreement", True)))
-        self.register_hooks(default_hooks, custom_hooks)
+        backends = mmengine_keys.visualizer_backends(visualizer, self.cfg.filename)
+        self.register_hooks(mmengine_keys.with_backends(default_hooks, backends), custom_hooks)
 
     @classmethod
     def from_cfg(cls, cfg: Mapping | str | os.PathLike, **overrides: Any) -> Runner:
@@ -124,14 +126,7 @@ class Runner:
             cfg = Config.fromfile(cfg)
         if not isinstance(cfg, Config):
             cfg = Config(cfg)
-        if "model" not in cfg:
-            raise ConfigError("missing required key 'model'", file=cfg.filename, key="model",
-                              fix="add model = dict(type=MyModel, ...) to the config")
-        kwargs = {key: cfg[key] for key in build.RUNNER_KEYS if key in cfg}
-        if "work_dir" not in kwargs:
-            kwargs["work_dir"] = str(Path("work_dirs") / (Path(cfg.filename).stem if cfg.filename else "run"))
-        kwargs.update(overrides)
-        return cls(cfg=cfg, **{k: v.to_dict() if isinstance(v, ConfigDict) else v for k, v in kwargs.items()})
+        return cls(cfg=cfg, **{**build.runner_arguments(cfg), **overrides})
 
     # --- what the run is (MMEngine's names) ------------------------------------------------
     work_dir = property(lambda self: self.folder.work_dir, doc="Where checkpoints and run folders go.")
@@ -144,6 +139,9 @@ class Runner:
     world_size = property(lambda self: dist.get_world_size())
     is_main_process = property(lambda self: dist.get_rank() == 0)
     in_training = property(lambda self: self._in_training, doc="True inside ``train()``.")
+    distributed = property(lambda self: dist.is_distributed())
+    model_name = property(lambda self: type(getattr(self.model, "module", self.model)).__name__)
+    val_interval = property(lambda self: self.train_loop.val_interval)
     hooks = property(lambda self: list(self.dispatcher.hooks), doc="The hooks, in priority order (MMEngine's).")
     control = property(lambda self: self.steering.control, doc="The command queue.")
     stop_reason = property(lambda self: self.steering.stop_reason, doc="Why the run stopped early, if it did.")
@@ -181,8 +179,11 @@ class Runner:
                 epoch_length = len(dataloader)
             except TypeError:
                 epoch_length = None
-            # The loop first, as in MMEngine: a scheduler without ``end`` runs to its maximum.
+            # The loop first, as in MMEngine: a scheduler without ``end`` runs to its maximum; the lr is
+            # scaled (auto_scale_lr) before the schedulers record it as their base.
             loop = self._loops["train"] = self._builder.build_train_loop(loop_cfg, self, dataloader)
+            mmengine_keys.scale_lr(self.optim_wrapper, self.auto_scale_lr, getattr(dataloader, "batch_size", None),
+                                   self.world_size, self.logger)
             self.param_schedulers = self._builder.build_param_schedulers(
                 scheduler_cfg, self.optim_wrapper, epoch_length, loop.max_epochs, loop.max_iters)
             self.optim_wrapper.initialize_count_status(loop.iter, loop.max_iters)
@@ -236,6 +237,8 @@ class Runner:
         """Train to the end (or until stopped); returns the model."""
         loop = self.train_loop
         self.val_loop  # noqa: B018 - built now, so config errors surface before training
+        if not getattr(self.model, "_cockpit_compiled", False):
+            mmengine_keys.compile_model(self.model, self.cfg.get("compile"), self.logger)
         self._in_training = True
         try:
             return self._run(loop.run, init_weights=True)
@@ -295,7 +298,9 @@ class Runner:
                 name, error = errors[0]
                 hub.set_status(Status.FAILED, f"{name}.after_run: {type(error).__name__}: {error}")
                 raise error
-            hub.set_status(Status.STOPPED if self.stopping else Status.FINISHED, self.stop_reason or "")
+            pending_stop = self.steering.stop_requested  # a stop that came during val() or test() alone
+            stopped = self.stopping or pending_stop is not None
+            hub.set_status(Status.STOPPED if stopped else Status.FINISHED, self.stop_reason or pending_stop or "")
             return result
 
     @contextlib.contextmanager

@@ -161,3 +161,104 @@ class ParamScheduler:
     def __repr__(self) -> str:
         unit = "epoch" if self.by_epoch else "iter"
         return f"ParamScheduler({type(self.scheduler).__name__}, {unit} [{self.begin}, {self.end}))"
+
+
+class ReduceOnPlateauLR:
+    """MMEngine's ``ReduceOnPlateauLR``: lower the learning rate when a validation metric stops improving.
+
+    It is stepped with the validation metrics after each validation (``need_val_args``), and
+    counts epochs in between; inside ``[begin, end)`` a metric that has not improved for more
+    than ``patience`` validations multiplies every group's lr by ``factor`` (down to ``min_value``).
+
+    Args:
+        optimizer: the torch optimizer.
+        monitor: the metric key to watch (as the evaluator names it, e.g. ``'accuracy/top1'``).
+        rule: ``'less'`` or ``'greater'`` is better.
+        factor: the multiplier, in (0, 1).
+        patience: validations without improvement tolerated before lowering.
+        threshold: the least change that counts as an improvement.
+        threshold_rule: ``'rel'`` (relative to the best) or ``'abs'``.
+        cooldown: validations to wait after lowering before counting again.
+        min_value: the lowest lr (one number, or one per group).
+        eps: lowering by less than this is skipped.
+        begin, end: the epochs it acts in; ``end`` defaults to MMEngine's (``max_epochs``).
+        by_epoch: must be True (MMEngine steps it per validation epoch only).
+    """
+
+    need_val_args = True
+
+    def __init__(self, optimizer: torch.optim.Optimizer, monitor: str = "loss", rule: str = "less",
+                 factor: float = 0.1, patience: int = 10, threshold: float = 1e-4, threshold_rule: str = "rel",
+                 cooldown: int = 0, min_value: float | list[float] = 0.0, eps: float = 1e-8, begin: int = 0,
+                 end: float | None = None, by_epoch: bool = True, max_epochs: int | None = None,
+                 max_iters: int | None = None, epoch_length: int | None = None,
+                 convert_to_iter_based: bool = False) -> None:
+        if not by_epoch or convert_to_iter_based:
+            raise ValueError("ReduceOnPlateauLR is stepped after each validation: by_epoch must be True "
+                             "and convert_to_iter_based False (as in MMEngine)")
+        if rule not in ("less", "greater") or threshold_rule not in ("rel", "abs"):
+            raise ValueError("rule must be 'less' or 'greater', threshold_rule 'rel' or 'abs'")
+        if not 0 < factor < 1:
+            raise ValueError(f"factor must be in (0, 1), got {factor}")
+        self.optimizer = optimizer
+        self.monitor, self.rule, self.factor, self.patience = monitor, rule, factor, patience
+        self.threshold, self.threshold_rule, self.cooldown, self.eps = threshold, threshold_rule, cooldown, eps
+        groups = len(optimizer.param_groups)
+        self.min_values = list(min_value) if isinstance(min_value, (list, tuple)) else [min_value] * groups
+        if len(self.min_values) != groups:
+            raise ValueError(f"min_value has {len(self.min_values)} values for {groups} parameter groups")
+        self.by_epoch = True
+        self.begin = begin
+        self.end = default_end(True, max_epochs, max_iters) if end is None else end
+        self.count = 0  # epochs counted (steps without metrics)
+        self.best = math.inf if rule == "less" else -math.inf
+        self.bad_epochs = 0
+        self.cooldown_left = 0
+
+    def _better(self, value: float) -> bool:
+        if self.threshold_rule == "rel":
+            margin = abs(self.best) * self.threshold if math.isfinite(self.best) else 0.0
+        else:
+            margin = self.threshold
+        return value < self.best - margin if self.rule == "less" else value > self.best + margin
+
+    def step(self, metrics: dict[str, Any] | None = None) -> None:
+        """Count an epoch (no metrics), or judge a validation's ``metrics``."""
+        if metrics is None:
+            self.count += 1
+            return
+        if not self.begin <= self.count < self.end:
+            return
+        if self.monitor not in metrics:
+            raise KeyError(f"ReduceOnPlateauLR monitors {self.monitor!r}, which is not among the validation "
+                           f"metrics {sorted(metrics)}; set monitor to one of them")
+        value = float(metrics[self.monitor])
+        if self._better(value):
+            self.best, self.bad_epochs = value, 0
+        else:
+            self.bad_epochs += 1
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.bad_epochs = 0
+        if self.bad_epochs > self.patience:
+            for group, floor in zip(self.optimizer.param_groups, self.min_values, strict=True):
+                lowered = max(group["lr"] * self.factor, floor)
+                if group["lr"] - lowered > self.eps:
+                    group["lr"] = lowered
+            self.cooldown_left, self.bad_epochs = self.cooldown, 0
+
+    def get_last_lr(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "best": self.best, "bad_epochs": self.bad_epochs,
+                "cooldown_left": self.cooldown_left}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.count = int(state["count"])
+        self.best = float(state["best"])
+        self.bad_epochs = int(state["bad_epochs"])
+        self.cooldown_left = int(state["cooldown_left"])
+
+    def __repr__(self) -> str:
+        return f"ReduceOnPlateauLR(monitor={self.monitor!r}, rule={self.rule!r}, factor={self.factor})"

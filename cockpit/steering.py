@@ -329,7 +329,7 @@ class Steering:
     # --- signals ----------------------------------------------------------------------------
     @contextlib.contextmanager
     def signal_handlers(self) -> Iterator[None]:
-        """Ctrl-C / SIGTERM: finish the iteration, save, stop; twice: exit at once. SIGUSR1: save."""
+        """Ctrl-C / SIGTERM / SIGHUP: finish the iteration, save, stop; twice: exit at once. SIGUSR1: save."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -349,7 +349,8 @@ class Steering:
         def on_save(signum: int, frame: Any) -> None:
             self.save_requested = f"received {signal.Signals(signum).name}"
 
-        wanted = {signal.SIGINT: on_stop, signal.SIGTERM: on_stop, signal.SIGUSR1: on_save}
+        # SIGHUP (the terminal closed under a --no-tui run) is a stop like SIGTERM: save, then end.
+        wanted = {signal.SIGINT: on_stop, signal.SIGTERM: on_stop, signal.SIGHUP: on_stop, signal.SIGUSR1: on_save}
         previous = {sig: signal.signal(sig, handler) for sig, handler in wanted.items()}
         try:
             yield

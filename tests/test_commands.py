@@ -14,9 +14,10 @@ def test_every_builtin_describes_label_key_arguments_confirmation_and_state() ->
     assert set(described) == {"val", "save", "resume", "pause", "continue", "stop", "set"}
     resume = described["resume"]
     assert resume["key"] == "r" and resume["label"].startswith("Resume")
-    assert resume["args"] == [{"name": "checkpoint", "help": "a checkpoint name or path, 'latest' or 'best'",
-                               "kind": "checkpoint", "choices": [], "optional": False}]
-    assert resume["usage"] == "resume <checkpoint>"
+    assert resume["args"][0] == {"name": "checkpoint", "help": "a checkpoint name or path, 'latest' or 'best'",
+                                 "kind": "checkpoint", "choices": [], "optional": False}
+    assert resume["args"][1]["choices"] == ["trust"] and resume["args"][1]["optional"]
+    assert resume["usage"] == "resume <checkpoint> [trust]"
     assert "{0}" in resume["confirm"]
     assert described["stop"]["confirm"] and described["stop"]["usage"] == "stop [nosave]"
     # pause and continue share a key and are offered in opposite states
@@ -113,3 +114,39 @@ def test_set_lr_during_warm_up_scales_the_schedule_instead_of_being_overwritten(
     # ...so the decay starts from the peak scaled by the factor, not from the old peak.
     assert plain.lrs[10] == pytest.approx(0.1)
     assert steered.lrs[10] == pytest.approx(0.1 * factor, rel=1e-9)
+
+
+def test_set_refuses_a_learning_rate_the_parameters_dtype_cannot_hold(make_runner) -> None:
+    # float32 holds at most ~3.4e38: lr=1e308 would overflow at the next step and end the run.
+    runner = make_runner(default_hooks=dict(checkpoint=None, logger=None))
+    runner.train_loop  # noqa: B018
+    set_lr = next(c for c in builtin_commands() if c.name == "set")
+    with pytest.raises(CommandRejected, match="float32"):
+        set_lr.handler(runner, "lr=1e308")
+    assert runner.optim_wrapper.param_groups[0]["lr"] == pytest.approx(0.1)  # untouched
+    assert set_lr.handler(runner, "lr=1e-5") == "lr 0.1 -> 1e-05"
+    assert runner.optim_wrapper.param_groups[0]["lr"] == pytest.approx(1e-5)
+
+
+class _Pickled:
+    """Not loadable with weights_only=True."""
+
+
+def test_a_live_resume_trusts_a_pickle_only_when_that_request_says_so(make_runner, tmp_path) -> None:
+    import torch
+
+    runner = make_runner(default_hooks=dict(logger=None))
+    runner.train()
+    good = runner.work_dir / "epoch_2.pth"
+    checkpoint = torch.load(good, weights_only=True)
+    checkpoint["meta"]["extra"] = _Pickled()
+    torch.save(checkpoint, runner.work_dir / "pickled.pth")
+    live = make_runner(default_hooks=dict(logger=None), train_cfg=dict(by_epoch=True, max_epochs=3))
+    live.trust_checkpoints = True  # --trust-checkpoint at start: not inherited by live commands
+    live.train_loop  # noqa: B018
+    resume = next(c for c in builtin_commands() if c.name == "resume")
+    with pytest.raises(CommandRejected, match="resume pickled.pth trust"):
+        resume.handler(live, "pickled.pth")
+    assert live.iter == 0
+    assert "resumed from pickled.pth" in resume.handler(live, "pickled.pth", "trust")
+    assert live.iter == 16

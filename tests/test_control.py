@@ -117,7 +117,7 @@ def command_events(events: list[ev.Event]) -> list[ev.Event]:
     ("set", [], "set takes one argument"),
     ("set", ["lr=1", "lr=2"], "set takes one argument"),
     ("resume", [], "resume takes one argument"),
-    ("resume", ["a.pth", "b.pth"], "resume takes one argument"),
+    ("resume", ["a.pth", "b.pth"], "must be 'trust'"),
     ("save", ["now"], "save takes no arguments"),
     ("val", ["all"], "val takes no arguments"),
     ("pause", ["5"], "pause takes no arguments"),

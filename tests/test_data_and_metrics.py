@@ -318,8 +318,9 @@ def test_parse_losses_sums_the_loss_keys_and_logs_everything():
     loss, log_vars = BaseModel().parse_losses(losses)
     assert float(loss.detach()) == 6.0
     assert list(log_vars) == ["loss", "acc", "loss_cls", "aux_loss"]
-    assert log_vars == {"loss": 6.0, "acc": 100.0, "loss_cls": 2.0, "aux_loss": 4.0}
-    assert all(type(v) is float for v in log_vars.values())
+    assert {k: v.item() for k, v in log_vars.items()} == {"loss": 6.0, "acc": 100.0, "loss_cls": 2.0, "aux_loss": 4.0}
+    # As in MMEngine, detached 0-d tensors: a hook may call outputs['loss'].item()
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 and not v.requires_grad for v in log_vars.values())
     loss.backward()
     assert float(p.grad) == 6.0  # d(2p + 4p)/dp: 'acc' does not contribute
 
@@ -327,7 +328,7 @@ def test_parse_losses_sums_the_loss_keys_and_logs_everything():
 def test_parse_losses_single_loss():
     loss, log_vars = BaseModel().parse_losses({"loss": torch.tensor([1.0, 2.0, 6.0])})
     assert float(loss) == 3.0
-    assert log_vars == {"loss": 3.0}
+    assert {k: v.item() for k, v in log_vars.items()} == {"loss": 3.0}
 
 
 def test_parse_losses_without_a_loss_key():
@@ -372,8 +373,9 @@ def test_dict_batches_are_keywords_and_tuples_positional():
     assert (mode, args) == ("loss", ())
     assert set(kwargs) == {"inputs", "data_samples"}
     assert kwargs["inputs"] is x and kwargs["data_samples"] is y
-    assert log_vars == {"loss": 2.0, "loss_w": 2.0, "weight": 2.0}
     assert float(model.weight.detach()) == pytest.approx(1.5)  # one SGD step on d(w)/dw = 1
+    # the values of the step, not views of parameters that the step changed since
+    assert {k: v.item() for k, v in log_vars.items()} == {"loss": 2.0, "loss_w": 2.0, "weight": 2.0}
 
     model.train_step((x, y), optim_wrapper=wrapper)
     mode, args, kwargs = model.calls[-1]

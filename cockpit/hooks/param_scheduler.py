@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 
 class ParamSchedulerHook(Hook):
-    """Steps ``runner.param_schedulers`` at their unit's end."""
+    """Steps ``runner.param_schedulers`` at their unit's end; those that need the validation metrics
+    (``need_val_args``, e.g. ``ReduceOnPlateauLR``) also after each validation, with them (as MMEngine)."""
 
     priority = Priority.LOW
 
@@ -26,3 +27,10 @@ class ParamSchedulerHook(Hook):
         for scheduler in runner.param_schedulers:
             if scheduler.by_epoch:
                 scheduler.step()
+
+    def after_val_epoch(self, runner: RunContext, metrics: dict | None = None) -> None:
+        if metrics is None:
+            return
+        for scheduler in runner.param_schedulers:
+            if scheduler.by_epoch and getattr(scheduler, "need_val_args", False):
+                scheduler.step(metrics)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from cockpit.events import Status
 from cockpit.hooks.base import DataBatch, Hook
 from cockpit.priority import Priority
@@ -69,7 +71,11 @@ class RuntimeInfoHook(Hook):
                          outputs: dict | None = None) -> None:
         if outputs:
             hub = runner.message_hub
-            for key, value in outputs.items():
+            # The step's logged values are tensors (as in MMEngine); one transfer reads them all.
+            values = list(outputs.values())
+            if all(isinstance(v, torch.Tensor) and v.numel() == 1 for v in values):
+                values = torch.stack([v.detach().reshape(()).float() for v in values]).tolist()
+            for key, value in zip(outputs, values, strict=True):
                 hub.update_scalar(f"train/{key}", value)
         skipped = getattr(runner.optim_wrapper, "skipped_steps", 0)
         if skipped != runner.message_hub.get_info("skipped_steps", 0):
