@@ -22,7 +22,6 @@ import time
 import traceback
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -34,6 +33,7 @@ from cockpit.events import Status
 from cockpit.hooks.base import Hook
 from cockpit.hooks.dispatch import HookDispatcher
 from cockpit.hub import MessageHub
+from cockpit.log_processor import LogProcessor
 from cockpit.loops import EpochBasedTrainLoop
 from cockpit.rundir import RunFolder, make_logger, unique_timestamp
 from cockpit.seeding import seed_run
@@ -90,7 +90,7 @@ class Runner:
 
         self._seed, self._deterministic = seed_run(randomness, dist.get_rank())
 
-        self.log_processor = SimpleNamespace(**{"window_size": 10, "by_epoch": True, **(log_processor or {})})
+        self.log_processor = LogProcessor.build(log_processor)
         self.message_hub = MessageHub(experiment_name, window_size=int(self.log_processor.window_size))
         self.visualizer = mmengine_keys.ScalarVisualizer(self.message_hub)
         self.log_level = log_level

@@ -1,18 +1,20 @@
-"""Scalar writers: JSON lines (one object per logging step) and TensorBoard event files."""
+"""Scalar writers: JSON lines in MMEngine's layout (one object per logging step) and TensorBoard event files."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
 
 class JsonLinesWriter:
-    """Appends ``{"step": .., "<tag>": value, ...}`` lines to ``path``.
+    """Appends one JSON object a line to ``path``, in MMEngine's ``LocalVisBackend`` layout.
 
-    Non-finite values are written as ``null`` so every line stays valid JSON.
+    A line is the logged values followed by ``"step"``:
+    ``{"lr": 0.1, "data_time": 0.0007, "loss": 1.0762, "time": 0.0228, "epoch": 1, "iter": 4, "step": 4}``.
+    Values are written as ``json`` writes them (a non-finite one as ``NaN``, as MMEngine does), so
+    MMEngine's log-analysis tools read the file unchanged.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -20,11 +22,9 @@ class JsonLinesWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
-    def add_scalars(self, values: dict[str, Any], step: int, **extra: Any) -> None:
-        record: dict[str, Any] = {"step": step, **extra}
-        for tag, value in values.items():
-            value = float(value)
-            record[tag] = value if math.isfinite(value) else None
+    def add_scalars(self, values: dict[str, Any], step: int) -> None:
+        record = dict(values)
+        record.setdefault("step", step)  # a "step" among the values wins, as in MMEngine
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
 
@@ -47,7 +47,7 @@ class TensorboardWriter:
         self._summary = Summary
         self._writer = FileWriter(logdir=str(log_dir), flush_secs=10)
 
-    def add_scalars(self, values: dict[str, Any], step: int, **extra: Any) -> None:
+    def add_scalars(self, values: dict[str, Any], step: int) -> None:
         summary = self._summary(value=[self._summary.Value(tag=tag, simple_value=float(value))
                                        for tag, value in values.items()])
         self._writer.add_summary(summary, step)
