@@ -1,19 +1,21 @@
 """The command line as a person uses it: ``run --detach``, ``ls``, ``attach``, ``ctl``, and a run
-that outlives the terminal it was started from (a private tmux server)."""
+that outlives the terminal it was started from (a private tmux server).
+
+The runs these tests share train slowly (0.1 s an iteration) and wait at their last iteration
+until the test that watches them end creates ``release``: however slow the machine, a run is
+alive for as long as the tests need it.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,16 +27,19 @@ from cockpit.channel import RunClient
 from cockpit.channel.auth import pid_alive
 from cockpit.checkpoint import load_checkpoint
 
-MAX_EPOCHS = 30
+from .helpers import Lines, hold_at_the_end, stop_pid
+
+MAX_EPOCHS = 250
 EPOCH = 8
 
 
 def write_config(folder: Path) -> tuple[Path, Path]:
-    """A config in ``folder`` whose run is slow (about 0.1 s an iteration) until the returned file exists."""
+    """A config in ``folder`` whose run is slow (about 0.1 s an iteration) and waits at its last iteration
+    until the returned file exists; then it goes at full speed to its end."""
     release = folder / "release"
     config = write_child_config(folder, max_epochs=MAX_EPOCHS, seconds=0.1, release=release, dropout=0.2,
                                 momentum=0.9, val_interval=None, checkpoint_interval=10 ** 6, seed=3,
-                                custom_hooks=[dict(type="support.NoteHook")])
+                                custom_hooks=[dict(type="support.NoteHook")], body_extra=hold_at_the_end(release))
     return config, release
 
 
@@ -42,21 +47,6 @@ def cockpit(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedP
     """Run the ``cockpit`` command to its end (it must never hang)."""
     return subprocess.run([sys.executable, "-m", "cockpit.cli", *args], cwd=cwd, env=child_env(),
                           capture_output=True, text=True, timeout=timeout)
-
-
-def stop_pid(pid: int | None) -> None:
-    """End a training process this module started (by its pid), gracefully if it can."""
-    if pid is None or not pid_alive(pid):
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 class Detached:
@@ -159,33 +149,6 @@ def test_ls_shows_the_live_run(run):
     assert int(match.group(2)) > 0
 
 
-class Lines:
-    """The lines a child process prints, read in a thread so the test can wait for them."""
-
-    def __init__(self, process: subprocess.Popen) -> None:
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, args=(process,), daemon=True).start()
-
-    def _read(self, process: subprocess.Popen) -> None:
-        for line in process.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def wait_for(self, pattern: str, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no line matching {pattern!r} in {timeout} s: {self.lines[-20:]}") from None
-            if line is None:
-                raise AssertionError(f"the output ended before {pattern!r}: {self.lines[-20:]}")
-            self.lines.append(line)
-            if re.search(pattern, line):
-                return line
-
-
 def test_attach_prints_progress_lines_and_detaches_on_ctrl_c(run):
     attach = subprocess.Popen([sys.executable, "-m", "cockpit.cli", "attach", str(run.work)], cwd=run.folder,
                               env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -197,10 +160,9 @@ def test_attach_prints_progress_lines_and_detaches_on_ctrl_c(run):
         with RunClient.connect(run.run_dir) as client:
             assert client.command("note", marker)["outcome"] == "applied"
         out.wait_for(rf"command 'note {marker}' applied: noted {marker}")
-        first = out.wait_for(r"Epoch\(train\) +\[\d+\]\[\s*\d+/8\]")
-        second = out.wait_for(r"Epoch\(train\) +\[\d+\]\[\s*\d+/8\]")
+        first = out.wait_for(r"Epoch\(train\) +\[\d+\]\[\s*\d+/8\]").string
+        second = out.wait_for(r"Epoch\(train\) +\[\d+\]\[\s*\d+/8\]").string
         assert first != second and "loss: " in second and "lr: 1.0000e-01" in second
-        time.sleep(0.3)
         attach.send_signal(signal.SIGINT)
         out.wait_for(r"detached; the run goes on")
         assert attach.wait(30) == 0
@@ -233,7 +195,7 @@ def test_ctl_help_lists_the_runs_commands_with_those_of_its_hooks(run):
     # One line per command (usage, description), then an indented line per argument with a hint.
     listed = {line.split()[0]: line for line in result.stdout.splitlines() if re.match(r"  \S", line)}
     assert re.fullmatch(r"\s+note <text>\s+put a note in the run info", listed["note"])
-    assert re.fullmatch(r"\s+resume <checkpoint>\s+load a checkpoint .*", listed["resume"])
+    assert re.fullmatch(r"\s+resume <checkpoint>( \[\w+\])*\s+load a checkpoint .*", listed["resume"])
     assert "checkpoint: a checkpoint name or path, 'latest' or 'best'" in result.stdout
     assert {"val", "save", "resume", "pause", "continue", "stop", "set", "note"} == set(listed)
 
