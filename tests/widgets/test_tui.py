@@ -166,7 +166,7 @@ class CockpitUnderTest(CockpitApp):
             super().redraw()
 
 
-async def until(pilot, condition: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
+async def until(pilot, condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
     """Let the app run until ``condition()`` is true; fail naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
