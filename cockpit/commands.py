@@ -23,8 +23,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from cockpit.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -277,6 +275,8 @@ def _set(run: RunContext, assignment: str) -> str:
     groups = run.optim_wrapper.param_groups
     before = [group["lr"] for group in groups]
     after = [lr * number if scale else number for lr in before]
+    import torch  # here, not at the top: views import the command table and must not load torch
+
     for group, lr in zip(groups, after, strict=True):
         # A value the parameters' dtype cannot hold overflows at the next step and ends the run.
         for dtype in {p.dtype for p in group["params"] if p.is_floating_point()}:
