@@ -1,8 +1,11 @@
 """Checkpoint benchmarks, each measured against its baseline in the same run.
 
 1. Save: Cockpit's full, atomic, fsynced checkpoint of a ~10M-parameter model with its
-   AdamW state, against a plain ``torch.save`` of the same model and optimizer state plus
-   an fsync. Target: within 1.1x.
+   AdamW state (a ~110 MB file), checksum included, against a plain ``torch.save`` of the
+   same model and optimizer state plus an fsync. Target: within 1.1x. Also printed: the
+   checksum alone (``cockpit.checksum.digest`` over the same checkpoint), and a load with
+   its checksum check (``cockpit.checkpoint.load_checkpoint``) against a plain
+   ``torch.load(weights_only=True)`` of the same file.
 2. Resume position: the time from ``Runner.train()`` on a resumed run to its first
    training step, resuming at the start of a long epoch against near its end.
    Target: about 1x (nothing is replayed).
@@ -27,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from toys import ToyData, ToyNet  # noqa: E402
 
 from cockpit import BaseModel, Hook, Runner  # noqa: E402
+from cockpit.checkpoint import load_checkpoint  # noqa: E402
+from cockpit.checksum import digest  # noqa: E402
 
 
 class Big(BaseModel):
@@ -67,7 +72,7 @@ def bench_save(rounds: int = 7) -> float:
         )
         runner.train()  # one epoch so the optimizer has its moment buffers
         params = sum(p.numel() for p in runner.model.parameters())
-        plain, cockpit = [], []
+        plain, cockpit, checksum, plain_load, cockpit_load = [], [], [], [], []
         # Interleaved, so drift in the machine affects both alike. Each save writes a new file,
         # as real checkpoints do (epoch_1.pth, epoch_2.pth...); deleting the old ones is not timed.
         for index in range(rounds):
@@ -75,14 +80,28 @@ def bench_save(rounds: int = 7) -> float:
             plain_save(runner.model, runner.optim_wrapper.optimizer, Path(folder) / f"plain_{index}.pth")
             plain.append(time.perf_counter() - start)
             start = time.perf_counter()
-            runner.save_checkpoint(folder, f"cockpit_{index}.pth")
+            path = runner.save_checkpoint(folder, f"cockpit_{index}.pth")
             cockpit.append(time.perf_counter() - start)
-            size = (Path(folder) / f"cockpit_{index}.pth").stat().st_size / 2**20
+            contents = runner.checkpointer.contents()
+            start = time.perf_counter()
+            digest(contents)
+            checksum.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            torch.load(path, map_location="cpu", weights_only=True)
+            plain_load.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            load_checkpoint(path)
+            cockpit_load.append(time.perf_counter() - start)
+            size = path.stat().st_size / 2**20
             for old in Path(folder).glob("*.pth"):
                 old.unlink()
-    p, c = statistics.median(plain), statistics.median(cockpit)
+    p, c, s = statistics.median(plain), statistics.median(cockpit), statistics.median(checksum)
+    pl, cl = statistics.median(plain_load), statistics.median(cockpit_load)
     print(f"save: {params / 1e6:.1f}M params, {size:.0f} MiB file; plain torch.save+fsync {p * 1000:.0f} ms, "
-          f"cockpit atomic save {c * 1000:.0f} ms; ratio {c / p:.3f}x (target <= 1.1x)")
+          f"cockpit atomic save with checksum {c * 1000:.0f} ms; ratio {c / p:.3f}x (target <= 1.1x); "
+          f"the checksum alone {s * 1000:.0f} ms ({s / p:.1%} of the plain save)")
+    print(f"load: plain torch.load(weights_only=True) {pl * 1000:.0f} ms, cockpit load with checksum check "
+          f"{cl * 1000:.0f} ms; ratio {cl / pl:.3f}x")
     return c / p
 
 

@@ -9,12 +9,17 @@ It is the one owner of checkpoint files in a run:
   MMEngine's names (``last_ckpt``, ``keep_ckpt_ids``, ``best_ckpt``...);
 - a ``CheckpointSaved`` event for every file written and a ``CheckpointRemoved`` event for
   every file it deletes, so views never look at the disk themselves;
-- reading a checkpoint back: checking that it fits, restoring a full training state, or
-  loading weights only.
+- reading a checkpoint back: restoring a full training state, all of it or nothing
+  (``restore.RestorePlan``), Cockpit's or MMEngine's, or loading weights only;
+- finding the checkpoint to resume from: the pointer is followed only into the run's own
+  folders (the work dir and the out_dir), and a corrupt file is passed over for the previous;
+- a failed write (a full or read-only disk) is a ``CheckpointError`` naming the folder and the
+  last good checkpoint.
 
 ``CheckpointHook`` decides *when* to save; this class does the saving. A save never deletes
 the only good checkpoint: old files go only after the new one is complete and named by the
-pointer, and never the best, the latest, or the one this run resumed from.
+pointer, and never the best, the latest, or the one this run resumed from as long as it is
+the newest (once this run has written a newer one, it is rotated like any other).
 """
 
 from __future__ import annotations
@@ -33,16 +38,15 @@ import torch
 from cockpit import checkpoint as ckpt
 from cockpit.errors import CheckpointError
 from cockpit.events import Status
+from cockpit.hooks.checkpoint import CheckpointHook
+from cockpit.restore import RestorePlan, unwrap_model
 from cockpit.version import __version__
 
 if TYPE_CHECKING:
     from cockpit.hooks.dispatch import HookDispatcher
     from cockpit.interface import RunContext
 
-
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The model inside a DDP (or similar) wrapper."""
-    return getattr(model, "module", model)
+__all__ = ["Checkpointer", "unwrap_model"]
 
 
 class Checkpointer:
@@ -66,12 +70,25 @@ class Checkpointer:
         self.last_ckpt: str | None = None
         self.keep_ckpt_ids: list[int] = []
         self.best_ckpts: dict[str, str] = {}  # by the hub's name for it: best_ckpt, best_ckpt_<key>
+        # The file this run resumed from, while no newer checkpoint has been written: rotation spares it.
+        self.resumed_source: str | None = None
 
     # --- where -----------------------------------------------------------------------------
     @property
     def folder(self) -> Path:
         """Where checkpoints go: the configured ``out_dir``, else the work dir."""
         return Path(self.out_dir) if self.out_dir is not None else Path(self.run.work_dir)
+
+    def folder_for(self, out_dir: str | os.PathLike | None) -> Path:
+        """Where ``CheckpointHook(out_dir=...)`` saves: MMEngine's ``out_dir/<last folder of work_dir>``."""
+        work_dir = Path(self.run.work_dir)
+        return work_dir if out_dir is None or Path(out_dir) == work_dir else Path(out_dir) / work_dir.name
+
+    def folders(self) -> list[Path]:
+        """The run's checkpoint folders: the work dir and the out_dir (configured, or as the hook will set it)."""
+        folders = [Path(self.run.work_dir), self.folder]
+        folders += [self.folder_for(hook.out_dir_cfg) for hook in self.hooks.hooks if isinstance(hook, CheckpointHook)]
+        return list(dict.fromkeys(folders))
 
     def configure(self, out_dir: str | os.PathLike | None = None, filename_tmpl: str | None = None,
                   max_keep_ckpts: int | None = None, save_optimizer: bool = True,
@@ -80,11 +97,7 @@ class Checkpointer:
 
         ``out_dir`` follows MMEngine: ``out_dir/<last folder of work_dir>`` unless it is the work dir.
         """
-        work_dir = Path(self.run.work_dir)
-        if out_dir is None or Path(out_dir) == work_dir:
-            self.out_dir = work_dir
-        else:
-            self.out_dir = Path(out_dir) / work_dir.name
+        self.out_dir = self.folder_for(out_dir)
         if filename_tmpl is not None:
             self.filename_tmpl = filename_tmpl
         if max_keep_ckpts is not None:
@@ -150,6 +163,8 @@ class Checkpointer:
             hub.set_status(Status.SAVING)
             try:
                 ckpt.save_checkpoint(checkpoint, path)
+            except CheckpointError as error:
+                raise CheckpointError(f"{error}. {self.last_good()}") from error.__cause__
             finally:
                 hub.set_status(status)
             meta_position = checkpoint["meta"]
@@ -190,11 +205,27 @@ class Checkpointer:
             self._mirror()
             raise
         if run.is_main_process:
-            ckpt.write_pointer(run.work_dir, path)
+            try:
+                ckpt.write_pointer(run.work_dir, path)
+            except CheckpointError as error:
+                raise CheckpointError(f"{error}. {path} itself is complete; {self.last_good()}") from error.__cause__
+        self.resumed_source = None  # a newer good checkpoint exists now
+        if run.is_main_process:
             ckpt.fault_point("before_rotation")
             if rotate:
                 self.rotate()
         return path
+
+    def last_good(self) -> str:
+        """A sentence naming the newest complete checkpoint (the one ``last_checkpoint`` names)."""
+        pointer = Path(self.run.work_dir) / ckpt.POINTER
+        try:
+            named = ckpt.read_pointer(self.run.work_dir)
+        except CheckpointError:
+            named = None
+        if named is None or not named.is_file():
+            return f"There is no complete checkpoint of this run yet ({pointer} names none)"
+        return f"The last good checkpoint is {named} (named in {pointer}); resume from it with --resume"
 
     def save_best(self, key: str, score: float, filename: str, info_keys: tuple[str, str]) -> Path:
         """Save ``filename`` as the best for ``key``; the previous best goes once the new one is complete.
@@ -216,30 +247,45 @@ class Checkpointer:
 
     # --- what is kept -----------------------------------------------------------------------
     def protected(self) -> set[str]:
-        """Files rotation never deletes: the best ones, the latest, and the one this run resumed from."""
+        """Files rotation never deletes: the best ones, the latest, and the one this run resumed from
+        while it is still the newest good checkpoint (until this run writes a newer one)."""
         keep = set(self.best_ckpts.values())
         if self.last_ckpt:
             keep.add(self.last_ckpt)
-        if self.run.resumed_from:
-            keep.add(str(self.run.resumed_from))
+        if self.resumed_source:
+            keep.add(self.resumed_source)
         return {str(Path(p).resolve()) for p in keep}
 
     def rotate(self) -> None:
-        """Delete the oldest periodic checkpoints beyond ``max_keep_ckpts`` (never a protected one)."""
+        """Delete the oldest periodic checkpoints beyond ``max_keep_ckpts``.
+
+        A protected file is kept, and so is its place in the list, so that it goes once it is no
+        longer protected (rather than staying on disk forever).
+        """
         if self.max_keep_ckpts <= 0:
             return
         protected = self.protected()
-        while len(self.keep_ckpt_ids) > self.max_keep_ckpts:
-            step = self.keep_ckpt_ids.pop(0)
+        old, newest = self.keep_ckpt_ids[:-self.max_keep_ckpts], self.keep_ckpt_ids[-self.max_keep_ckpts:]
+        spared = []
+        for step in old:
             path = self.folder / self.filename_tmpl.format(step)
-            if self.run.is_main_process and str(path.resolve()) not in protected and path.is_file():
-                self._remove(path, f"max_keep_ckpts={self.max_keep_ckpts}")
+            if str(path.resolve()) in protected:
+                spared.append(step)
+            elif self.run.is_main_process and path.is_file() and not self._remove(path, f"max_keep_ckpts={self.max_keep_ckpts}"):
+                spared.append(step)
+        self.keep_ckpt_ids = spared + newest
         self._mirror()
 
-    def _remove(self, path: Path, reason: str) -> None:
-        path.unlink(missing_ok=True)
+    def _remove(self, path: Path, reason: str) -> bool:
+        """Delete an old checkpoint; a failure (a read-only folder) is a warning, not the end of the run."""
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as error:
+            self.run.logger.warning(f"could not remove old checkpoint {path} ({reason}): {error.strerror or error}")
+            return False
         self.run.message_hub.record_checkpoint_removed(str(path), reason)
         self.run.logger.info(f"removed old checkpoint {path.name} ({reason})")
+        return True
 
     def _mirror(self) -> None:
         hub = self.run.message_hub
@@ -276,7 +322,7 @@ class Checkpointer:
         """
         work_dir = Path(self.run.work_dir)
         if which == "latest":
-            path = ckpt.read_pointer(work_dir)
+            path = ckpt.follow_pointer(work_dir, self.folders())
             if path is None:
                 raise CheckpointError(f"no checkpoint yet: {work_dir / ckpt.POINTER} does not exist")
         elif which == "best":
@@ -295,23 +341,6 @@ class Checkpointer:
     # --- reading ------------------------------------------------------------------------------
     def read(self, filename: str | os.PathLike) -> dict[str, Any]:
         return ckpt.load_checkpoint(filename, map_location="cpu", trusted=self.trusted)
-
-    def check_fits(self, checkpoint: Mapping[str, Any], filename: str | os.PathLike, schedulers: bool) -> None:
-        """Raise CheckpointError unless the checkpoint's weights and schedulers fit this run."""
-        own = unwrap_model(self.run.model).state_dict()
-        theirs = checkpoint["state_dict"]
-        problems = [f"missing {k}" for k in own if k not in theirs]
-        problems += [f"unexpected {k}" for k in theirs if k not in own]
-        problems += [f"{k}: {tuple(theirs[k].shape)} in the file, {tuple(v.shape)} in the model"
-                     for k, v in own.items() if k in theirs and hasattr(theirs[k], "shape")
-                     and tuple(theirs[k].shape) != tuple(v.shape)]
-        if problems:
-            shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-            raise CheckpointError(f"{filename} does not fit this model ({shown}); was it saved by another config?")
-        count = len(checkpoint.get("param_schedulers", ()))
-        if schedulers and "param_schedulers" in checkpoint and count != len(self.run.param_schedulers):
-            raise CheckpointError(f"{filename} has {count} parameter schedulers but the config builds "
-                                  f"{len(self.run.param_schedulers)}; resume with the config it was trained with")
 
     def load_weights(self, filename: str | os.PathLike, strict: bool = False,
                      revise_keys: list[tuple[str, str]] | None = None) -> dict[str, Any]:
@@ -335,48 +364,23 @@ class Checkpointer:
         """Restore a full training state: weights, optimizer, schedulers, hub, hooks, RNG, position.
 
         ``checkpoint`` is the file's content when the caller has already read it. Everything is
-        checked before anything changes: a refused resume leaves the run as it was.
+        checked before anything changes (``RestorePlan``): a refused resume leaves the run as it
+        was. An MMEngine checkpoint is mapped onto Cockpit's layout, or refused naming what to do.
+
+        Returns:
+            The checkpoint as restored (an MMEngine one in Cockpit's layout, its other keys kept).
         """
-        run = self.run
         if checkpoint is None:
-            checkpoint = ckpt.check_cockpit_checkpoint(self.read(filename), filename)
-        meta = checkpoint["meta"]
-        loop = run.train_loop
-        self.check_fits(checkpoint, filename, resume_param_scheduler)
-        unwrap_model(run.model).load_state_dict(checkpoint["state_dict"])
-        if resume_optimizer and "optimizer" in checkpoint and run.optim_wrapper is not None:
-            run.optim_wrapper.load_state_dict(checkpoint["optimizer"])
-        elif resume_optimizer and run.optim_wrapper is not None:
-            run.logger.warning(f"{filename} has no optimizer state; the optimizer starts fresh")
-        if resume_param_scheduler and "param_schedulers" in checkpoint:
-            for scheduler, state in zip(run.param_schedulers, checkpoint["param_schedulers"], strict=True):
-                scheduler.load_state_dict(state)
-        run.message_hub.load_state_dict(checkpoint["message_hub"])
-        if "checkpointer" in checkpoint:
-            self.load_state_dict(checkpoint["checkpointer"])
+            checkpoint = self.read(filename)
+        plan = RestorePlan.check(self.run, self.hooks, checkpoint, filename, resume_optimizer, resume_param_scheduler)
+        plan.apply(self.run)
+        if plan.records is not None:
+            self.load_state_dict(plan.records)
         else:
             self.last_ckpt, self.keep_ckpt_ids, self.best_ckpts = None, [], {}
             self._adopt_hub_records()
-        for name, hook in zip(self.hooks.names, self.hooks.hooks, strict=True):
-            state = checkpoint.get("hooks", {}).get(name)
-            if state is not None:
-                hook.load_state_dict(state)
-        batch_in_epoch = int(meta.get("batch_in_epoch", 0))
-        batch_size = run.train_batch_size or 1
-        if meta.get("world_size", 1) != run.world_size and "samples_in_epoch" in meta:
-            batch_in_epoch = int(meta["samples_in_epoch"]) // (batch_size * run.world_size)
-            run.logger.warning(f"{filename} was written by {meta.get('world_size', 1)} processes and this run has "
-                               f"{run.world_size}: continuing at batch {batch_in_epoch} of the epoch")
-        loop.restore_position(int(meta["epoch"]), int(meta["iter"]), batch_in_epoch)
-        run.optim_wrapper.initialize_count_status(loop.iter, loop.max_iters)
-        if "rng" in checkpoint:
-            ckpt.set_rng_state(checkpoint["rng"])
-        old_batch = meta.get("batch_size")
-        if old_batch is not None and meta.get("world_size", 1) * old_batch != run.world_size * (
-                run.train_batch_size or old_batch):
-            run.logger.warning("the global batch size differs from the checkpoint's run; "
-                               "the learning-rate schedule and data position may not match")
-        return checkpoint
+        self.resumed_source = str(filename)
+        return plan.checkpoint
 
     def auto_resume(self, resume: Callable[[Path], Any]) -> Path:
         """``resume=True``: resume from the newest good checkpoint, falling back past corrupt ones.
@@ -391,7 +395,7 @@ class Checkpointer:
             for path in ckpt.clean_temporaries(run.work_dir):
                 run.logger.warning(f"removed {path.name}, left by an interrupted save")
         failures = []
-        for candidate in ckpt.candidate_checkpoints(run.work_dir):
+        for candidate in ckpt.candidate_checkpoints(run.work_dir, self.folders()):
             if run.is_main_process:
                 ckpt.clean_temporaries(candidate.parent)
             try:
@@ -417,7 +421,7 @@ class Checkpointer:
             self.run.logger.info(f"Key {removed} will be removed because they are not found in published_keys. "
                                  f"If you want to keep them, please set `{removed}` in published_keys")
         buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
+        torch.save(ckpt.with_checksum(checkpoint), buffer)
         data = buffer.getvalue()
         sha = hashlib.sha256(data).hexdigest()
         final = Path(f"{os.path.splitext(ckpt_path)[0]}-{sha[:8]}.pth")

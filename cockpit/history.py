@@ -150,13 +150,35 @@ class ScalarHistory:
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> ScalarHistory:
-        history = cls(state["window_size"], state["recent_size"], state["bucket_limit"])
+        """The history ``state_dict()`` described.
+
+        Raises:
+            KeyError, TypeError, ValueError: ``state`` is malformed.
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"a scalar history state is a dict, not a {type(state).__name__}")
+        sizes = [_whole(state[key], key) for key in ("window_size", "recent_size", "bucket_limit", "bucket_width")]
+        history = cls(*sizes[:3])
         history._recent = deque((int(s), float(v)) for s, v in state["recent"])
-        history._buckets = [list(b) for b in state["buckets"]]
-        history._pending = list(state["pending"]) if state["pending"] is not None else None
-        history._bucket_width = int(state["bucket_width"])
-        history.count = int(state["count"])
+        history._buckets = [_bucket(b) for b in state["buckets"]]
+        history._pending = _bucket(state["pending"]) if state["pending"] is not None else None
+        history._bucket_width = sizes[3]
+        history.count = _whole(state["count"], "count", minimum=0)
         history.total = float(state["total"])
         history.minimum = float(state["min"])
         history.maximum = float(state["max"])
         return history
+
+
+def _whole(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def _bucket(values: Any) -> list[float]:
+    """``[first_step, last_step, sum, count, min, max]``, checked."""
+    if not isinstance(values, (list, tuple)) or len(values) != 6:
+        raise ValueError(f"a history bucket has 6 numbers, got {values!r}")
+    first, last, total, count, low, high = values
+    return [int(first), int(last), float(total), int(count), float(low), float(high)]

@@ -376,23 +376,69 @@ class MessageHub:
 
     # --- persistence --------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Scalars, plain runtime info, checkpoints and markers; loads with ``weights_only=True``."""
+        """The hub's state in MMEngine's layout, as plain data that loads with ``weights_only=True``.
+
+        ``log_scalars`` (each history as ``ScalarHistory.state_dict()``, not MMEngine's
+        ``HistoryBuffer`` object), ``runtime_info`` and ``resumed_keys`` (every saved key, True),
+        plus Cockpit's ``name``, ``checkpoints`` and ``markers``.
+        """
         with self._lock:
+            scalars = {k: h.state_dict() for k, h in self._scalars.items()}
+            info = {k: _plain(v) for k, v in self._info.items() if k not in _TRANSIENT_INFO}
             return {
+                "log_scalars": scalars,
+                "runtime_info": info,
+                "resumed_keys": dict.fromkeys([*scalars, *info], True),
                 "name": self.name,
-                "scalars": {k: h.state_dict() for k, h in self._scalars.items()},
-                "info": {k: _plain(v) for k, v in self._info.items() if k not in _TRANSIENT_INFO},
                 "checkpoints": [dict(c) for c in self._checkpoints],
                 "markers": [dict(m) for m in self._markers],
             }
 
+    @staticmethod
+    def check_state_dict(state: Any) -> dict[str, Any]:
+        """``state`` (this layout, or the one before it: ``scalars``/``info``) parsed and checked.
+
+        The result is what ``load_state_dict`` installs; building it changes nothing, so a
+        resume can check the hub's state before it changes anything.
+
+        Raises:
+            ValueError: naming what is malformed.
+        """
+        if not isinstance(state, dict):
+            raise ValueError(f"the message hub state is a {type(state).__name__}, not a dict")
+        new_layout = "log_scalars" in state
+        scalars = state.get("log_scalars" if new_layout else "scalars")
+        info = state.get("runtime_info" if new_layout else "info", {})
+        if not isinstance(scalars, dict) or not isinstance(info, dict):
+            raise ValueError("the message hub state has no dict of scalars (log_scalars) and runtime info")
+        histories = {}
+        for key, history in scalars.items():
+            try:
+                histories[str(key)] = ScalarHistory.from_state_dict(history)
+            except (KeyError, TypeError, ValueError, IndexError) as error:
+                raise ValueError(f"the history of scalar {key!r} is malformed ({type(error).__name__}: {error})"
+                                 ) from None
+        records = {}
+        for name in ("checkpoints", "markers"):
+            items = state.get(name, [])
+            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+                raise ValueError(f"the message hub's {name} are not a list of dicts")
+            records[name] = [dict(item) for item in items]
+        return {"scalars": histories, "info": {str(k): v for k, v in info.items() if k not in _TRANSIENT_INFO},
+                **records}
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what ``state_dict`` returned (plots continue where they were)."""
+        """Restore what ``state_dict`` returned (plots continue where they were).
+
+        Raises:
+            ValueError: the state is malformed; then nothing changed.
+        """
+        checked = self.check_state_dict(state)
         with self._lock:
-            self._scalars = {k: ScalarHistory.from_state_dict(s) for k, s in state["scalars"].items()}
-            self._info.update(state.get("info", {}))
-            self._checkpoints = [dict(c) for c in state.get("checkpoints", [])]
-            self._markers = [dict(m) for m in state.get("markers", [])]
+            self._scalars = checked["scalars"]
+            self._info.update(checked["info"])
+            self._checkpoints = checked["checkpoints"]
+            self._markers = checked["markers"]
             self._emit(ev.InfoUpdated, "resynced", True)
 
     def __repr__(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cockpit import Arg, Command, CommandRejected, Hook
+from cockpit.checkpoint import save_checkpoint
 from cockpit.commands import CommandSet, builtin_commands, parse_lr
 
 
@@ -140,7 +141,7 @@ def test_a_live_resume_trusts_a_pickle_only_when_that_request_says_so(make_runne
     good = runner.work_dir / "epoch_2.pth"
     checkpoint = torch.load(good, weights_only=True)
     checkpoint["meta"]["extra"] = _Pickled()
-    torch.save(checkpoint, runner.work_dir / "pickled.pth")
+    save_checkpoint(checkpoint, runner.work_dir / "pickled.pth")  # a new checksum for the edited contents
     live = make_runner(default_hooks=dict(logger=None), train_cfg=dict(by_epoch=True, max_epochs=3))
     live.trust_checkpoints = True  # --trust-checkpoint at start: not inherited by live commands
     live.train_loop  # noqa: B018

@@ -201,7 +201,7 @@ def test_numpy_float64_scalar_keeps_the_state_weights_only_loadable():
     torch.save(hub.state_dict(), buffer)
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
-    assert state["scalars"]["val/f1"]["recent"] == [[0, 0.5]]
+    assert state["log_scalars"]["val/f1"]["recent"] == [[0, 0.5]]
 
 
 def test_update_scalar_ints_become_floats():
@@ -389,7 +389,7 @@ def test_snapshot_with_a_namedtuple_in_info():
     hub.update_info("dataset_meta", {"origin": point(0, 1)})
     snap = hub.snapshot()
     assert list(snap["info"]["dataset_meta"]["origin"]) == [0, 1]
-    assert list(hub.state_dict()["info"]["dataset_meta"]["origin"]) == [0, 1]
+    assert list(hub.state_dict()["runtime_info"]["dataset_meta"]["origin"]) == [0, 1]
 
 
 # --- MessageHub: persistence --------------------------------------------------------------
@@ -434,6 +434,55 @@ def test_state_dict_round_trip_and_scalars_continue():
     assert loss.global_mean() == pytest.approx((sum(1.0 / (s + 1) for s in range(30)) + 0.01) / 31)
     # The original is untouched.
     assert hub.get_scalar("train/loss").count == 30
+
+
+def _filled_hub() -> MessageHub:
+    hub = MessageHub("exp")
+    for step in range(5):
+        hub.update_scalar("train/loss", 1.0 / (step + 1), step=step)
+    hub.update_info("epoch", 1)
+    hub.update_info("pid", 1)  # transient
+    hub.record_checkpoint("/w/epoch_1.pth", 1, 5)
+    return hub
+
+
+def test_state_dict_is_in_mmengines_layout():
+    state = _filled_hub().state_dict()
+    assert list(state)[:3] == ["log_scalars", "runtime_info", "resumed_keys"]
+    assert list(state["log_scalars"]) == ["train/loss"] and state["runtime_info"] == {"epoch": 1}
+    assert state["resumed_keys"] == {"train/loss": True, "epoch": True}
+    assert state["name"] == "exp" and [c["path"] for c in state["checkpoints"]] == ["/w/epoch_1.pth"]
+
+
+def test_the_previous_layout_still_loads():
+    hub = _filled_hub()
+    state = hub.state_dict()
+    previous = {"name": state["name"], "scalars": state["log_scalars"], "info": state["runtime_info"],
+                "checkpoints": state["checkpoints"], "markers": state["markers"]}
+    restored = MessageHub("exp")
+    restored.load_state_dict(previous)
+    assert restored.state_dict() == state
+
+
+@pytest.mark.parametrize("damage", [
+    lambda s: s.update(log_scalars=[1, 2]),
+    lambda s: s["log_scalars"]["train/loss"].update(recent=[[0, "x"]]),
+    lambda s: s["log_scalars"]["train/loss"].update(window_size="10"),
+    lambda s: s["log_scalars"]["train/loss"].update(buckets=[[1, 2, 3]]),
+    lambda s: s.update(markers={"kind": "resume"}),
+    lambda s: s.pop("log_scalars"),
+])
+def test_a_malformed_state_is_refused_and_changes_nothing(damage):
+    hub = _filled_hub()
+    state = hub.state_dict()
+    damage(state)
+    target = MessageHub("other")
+    target.update_scalar("val/acc", 0.5, step=3)
+    target.update_info("epoch", 7)
+    before = target.state_dict()
+    with pytest.raises(ValueError):
+        target.load_state_dict(state)
+    assert target.state_dict() == before
 
 
 def test_two_hubs_are_independent():

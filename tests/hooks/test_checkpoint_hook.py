@@ -301,16 +301,32 @@ def test_rotation_never_deletes_the_current_best(make_runner, work):
     assert runner.message_hub.get_info("best_score") == 0.9
 
 
-def test_rotation_never_deletes_the_checkpoint_the_run_resumed_from(make_runner, work):
+class SourceWatch(Hook):
+    """Notes whether the checkpoint a run resumed from is on disk when training starts and after each save."""
+
+    priority = "LOWEST"  # after CheckpointHook (which configures, rotates and saves)
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, bool]] = []
+
+    def before_train(self, runner) -> None:
+        self.seen.append(("before_train", Path(runner.resumed_from).is_file()))
+
+    def after_train_epoch(self, runner) -> None:
+        self.seen.append((f"epoch {runner.epoch + 1}", Path(runner.resumed_from).is_file()))
+
+
+def test_rotation_spares_the_checkpoint_the_run_resumed_from_only_while_it_is_the_newest(make_runner, work):
     train(make_runner, train_cfg=epochs(3), default_hooks=hooks(interval=1, max_keep_ckpts=2))
     assert periodic(work) == ["epoch_2.pth", "epoch_3.pth"]
     source = work / "epoch_2.pth"
-    before = source.read_bytes()
-    runner = train(make_runner, train_cfg=epochs(5), resume=str(source),
+    runner = train(make_runner, train_cfg=epochs(5), resume=str(source), custom_hooks=[SourceWatch()],
                    default_hooks=hooks(interval=1, max_keep_ckpts=1))
     assert runner.resumed_from == str(source)
-    assert source.read_bytes() == before, "the checkpoint the run resumed from was deleted or changed"
-    assert periodic(work) == ["epoch_2.pth", "epoch_5.pth"]
+    # Kept until this run has a newer good checkpoint (epoch 3), then rotated like any other.
+    assert next(h for h in runner.hooks if isinstance(h, SourceWatch)).seen == [
+        ("before_train", True), ("epoch 3", False), ("epoch 4", False), ("epoch 5", False)]
+    assert periodic(work) == ["epoch_5.pth"]
     assert runner.message_hub.get_info("keep_ckpt_ids") == [5]
 
 
@@ -322,8 +338,8 @@ def test_resumed_run_keeps_rotating_from_the_checkpoint_hub(make_runner, work):
     start = probe(runner).start
     assert start["epoch"] == 3
     assert start["keep_ckpt_ids"] == [2, 3], "keep_ckpt_ids were not restored from the checkpoint's hub"
-    # epoch_2 (written by the first run) is rotated away; epoch_3 is kept as the resume source.
-    assert periodic(work) == ["epoch_3.pth", "epoch_4.pth", "epoch_5.pth"]
+    # epoch_2 and then epoch_3 (the resume source, once epoch_4 exists) are rotated away, as in MMEngine.
+    assert periodic(work) == ["epoch_4.pth", "epoch_5.pth"]
     assert runner.message_hub.get_info("keep_ckpt_ids") == [4, 5]
 
 
@@ -498,7 +514,7 @@ def test_last_checkpoint_follows_the_resave_after_a_new_best(make_runner, work):
     for epoch, named in probe(runner).pointers:
         assert named == str(work / f"epoch_{epoch}.pth")
     # The periodic checkpoint is saved again after a new best, so its hub knows the new best.
-    hub_state = load_checkpoint(pointer(work))["message_hub"]["info"]
+    hub_state = load_checkpoint(pointer(work))["message_hub"]["runtime_info"]
     assert hub_state["best_ckpt"] == str(work / "best_score_epoch_3.pth")
     assert hub_state["best_score"] == 0.3
 
