@@ -4,7 +4,10 @@
 out on a PUB socket in batches, snapshot and command requests come in on a
 ROUTER socket. ``client.RunClient`` is the one client API every view and
 script uses, in the same process or over SSH. ``auth`` signs every message
-with the key from the run's connection file.
+with the key from the run's connection file and checks what comes in (direction,
+type, time, size, nesting) before parsing it; ``runtime`` makes the private folder
+of the run's Unix sockets. Over TCP (``--listen``) ZeroMQ's CURVE encrypts the
+traffic and lets in only the client keys written into the connection file.
 """
 
 from cockpit.channel.auth import ConnectionError_, StaleConnectionError

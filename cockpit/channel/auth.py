@@ -1,10 +1,15 @@
-"""Keys, signatures, connection files and the private socket folder.
+"""Keys, signed messages, connection files.
 
 Modelled on Jupyter's kernel protocol: every message is ``[signature, header,
 payload]`` where the signature is HMAC-SHA256 of header and payload under the
-run's key, compared in constant time. The header carries a unique id and a
-time, so stale or replayed messages are refused. The key lives in a
-connection file readable by the run's owner alone.
+run's key, compared in constant time. The header says which way the message
+goes (``request`` to the run, ``reply`` or ``event`` from it), what it is, a
+unique id and the time it was sent, so a message is accepted only on the socket
+and in the direction it was meant for, and stale, future or replayed messages
+are refused. Sizes and nesting are checked on the raw bytes before anything is
+parsed. The key lives in a connection file readable by the run's owner alone;
+over TCP the file also holds the CURVE keys that encrypt and authenticate the
+connection itself (see ``ChannelServer``).
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import os
+import re
 import secrets
 import stat
 import tempfile
@@ -22,11 +29,37 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from cockpit.version import __version__
+
 CONNECTION_FILE = "cockpit.json"
-#: Messages older or newer than this (seconds) are refused as stale.
+#: The version of the wire format; a client refuses a connection file that speaks another one.
+PROTOCOL = 2
+#: Messages older than this (seconds) are refused as stale.
 MAX_AGE = 60.0
-#: Unix socket paths longer than this fail to bind on Linux (108 bytes with the NUL).
-MAX_SOCKET_PATH = 100
+#: Messages from further in the future than this (seconds, clock skew) are refused.
+MAX_SKEW = 5.0
+#: Deepest JSON nesting accepted in a message (a snapshot is 7 deep).
+MAX_DEPTH = 64
+#: Largest header frame (it is a flat object of five short fields).
+MAX_HEADER = 1024
+#: Largest request a view sends (the run's ROUTER socket refuses bigger frames too).
+MAX_REQUEST = 64 * 1024
+#: Largest frame a view accepts from a run (a snapshot of a long run with many series).
+MAX_ANSWER = 256 * 1024 * 1024
+#: Largest frame a PUB socket accepts (subscriptions; the CURVE handshake needs ~300 bytes).
+MAX_SUBSCRIPTION = 1024
+#: Message ids remembered to refuse replays; beyond this the oldest go, and older messages are refused.
+MAX_REMEMBERED = 50_000
+
+REQUEST, REPLY, EVENT = "request", "reply", "event"
+#: What may travel in each direction.
+KINDS = {
+    REQUEST: frozenset({"snapshot", "command", "outcome", "commands", "ping"}),
+    REPLY: frozenset({"snapshot", "command", "outcome", "commands", "ping", "error"}),
+    EVENT: frozenset({"events"}),
+}
+_SIGNATURE_LENGTH = 64  # hex of SHA-256
+_TAG = f"cockpit-channel-{PROTOCOL}\n".encode()
 
 
 class ConnectionError_(RuntimeError):  # noqa: N801 - avoid shadowing the builtin
@@ -38,13 +71,60 @@ class StaleConnectionError(ConnectionError_):
 
 
 class BadMessage(ValueError):
-    """A message that is unsigned, wrongly signed, stale, replayed or malformed."""
+    """A message that is unsigned, wrongly signed, stale, replayed, misdirected, too big or malformed."""
 
 
 def new_key() -> str:
     return secrets.token_hex(32)
 
 
+# --- nesting, checked before parsing ------------------------------------------------------------
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_STRING = re.compile(rb'"[^"]*"')
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'[]{}"')))
+
+
+def check_depth(raw: bytes, limit: int = MAX_DEPTH) -> None:
+    """Refuse JSON text nested deeper than ``limit``, without parsing it (the parser recurses).
+
+    All C-speed passes: escapes are dropped, then everything but brackets and quotes; adjacent
+    quotes go (nothing lies between them, so no bracket is lost and the pairing holds), then what
+    is left of strings; then the innermost bracket pairs are peeled off once per level, at most
+    ``limit`` times, failing early on a run of ``limit + 1`` opening brackets.
+
+    Raises:
+        BadMessage: nested too deep, or its quotes or brackets do not balance.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return  # too few brackets to nest that deep: the common case for requests
+    if b"\\" in raw:
+        raw = _ESCAPE.sub(b"", raw)
+    structure = raw.translate(_SQUARE, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in structure:
+        structure = _STRING.sub(b"", structure)
+        if b'"' in structure:
+            raise BadMessage("malformed: a string is not closed")
+    too_deep = b"[" * (limit + 1)
+    for _ in range(limit):
+        if not structure:
+            return
+        if too_deep in structure:
+            break
+        structure = structure.replace(b"[]", b"")
+    if structure:
+        raise BadMessage(f"nested deeper than {limit} levels (or unbalanced brackets)")
+
+
+def _loads(raw: bytes, what: str) -> Any:
+    check_depth(raw)
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as error:
+        raise BadMessage(f"malformed {what}: {error}") from None
+
+
+# --- signing ------------------------------------------------------------------------------------
 class Signer:
     """Signs and checks ``[signature, header, payload]`` messages.
 
@@ -54,22 +134,36 @@ class Signer:
 
     def __init__(self, key: str) -> None:
         self._key = key.encode()
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._seen: OrderedDict[str, float] = OrderedDict()  # message id -> the time it claims
+        self._floor = -math.inf  # messages claiming an earlier time may have been forgotten: refused
 
     def signature(self, header: bytes, payload: bytes) -> bytes:
         mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        mac.update(_TAG)
+        mac.update(len(header).to_bytes(8, "big"))  # no bytes can move between header and payload
         mac.update(header)
         mac.update(payload)
         return mac.hexdigest().encode()
 
-    def pack(self, kind: str, payload: Any) -> list[bytes]:
-        """A signed message of ``kind`` carrying ``payload`` (any JSON value)."""
-        header = json.dumps({"id": uuid.uuid4().hex, "time": time.time(), "type": kind}).encode()
+    def pack(self, direction: str, kind: str, payload: Any) -> list[bytes]:
+        """A signed message of ``kind`` going ``direction`` (``REQUEST``, ``REPLY``, ``EVENT``)."""
+        header = json.dumps({"v": PROTOCOL, "id": uuid.uuid4().hex, "time": time.time(), "dir": direction,
+                             "type": kind}).encode()
         body = json.dumps(payload, separators=(",", ":"), default=_json_default).encode()
         return [self.signature(header, body), header, body]
 
-    def unpack(self, frames: list[bytes], check_replay: bool = True) -> tuple[str, Any]:
-        """``(kind, payload)`` of a good message.
+    def unpack(self, frames: list[bytes], direction: str, check_replay: bool = True,
+               max_size: int = MAX_ANSWER) -> tuple[str, Any]:
+        """``(kind, payload)`` of a good message going ``direction``.
+
+        Sizes are checked first, then the signature, then the header, and only then is the
+        payload parsed.
+
+        Args:
+            frames: the message as received.
+            direction: the only direction accepted on this socket.
+            check_replay: refuse a message id seen before (requests; events have sequence numbers).
+            max_size: the largest payload accepted.
 
         Raises:
             BadMessage: saying what is wrong with it.
@@ -79,24 +173,47 @@ class Signer:
         signature, header, body = frames
         if not signature:
             raise BadMessage("unsigned message")
+        if len(signature) != _SIGNATURE_LENGTH:
+            raise BadMessage("invalid signature (wrong length)")
+        if len(header) > MAX_HEADER or len(body) > max_size:
+            raise BadMessage(f"too big ({len(header)} + {len(body)} bytes)")
         if not hmac.compare_digest(signature, self.signature(header, body)):
             raise BadMessage("invalid signature (wrong key?)")
+        head = _loads(header, "header")
         try:
-            head = json.loads(header)
-            payload = json.loads(body)
-            message_id, sent, kind = str(head["id"]), float(head["time"]), str(head["type"])
-        except (ValueError, KeyError, TypeError) as error:
-            raise BadMessage(f"malformed message: {error}") from None
+            version, message_id, sent = head["v"], head["id"], head["time"]
+            sent_direction, kind = head["dir"], head["type"]
+        except (KeyError, TypeError):
+            raise BadMessage("malformed header: it needs v, id, time, dir and type") from None
+        if version != PROTOCOL:
+            raise BadMessage(f"protocol {version!r}, not {PROTOCOL}: a view and a run of different versions")
+        if not isinstance(message_id, str) or not 0 < len(message_id) <= 64:
+            raise BadMessage("malformed header: bad id")
+        if sent_direction != direction:
+            raise BadMessage(f"a message going {sent_direction!r} is refused where {direction!r} is expected")
+        if kind not in KINDS[direction]:
+            raise BadMessage(f"unknown {direction} type {kind!r}")
+        if isinstance(sent, bool) or not isinstance(sent, (int, float)) or not math.isfinite(sent):
+            raise BadMessage(f"malformed header: time {sent!r}")
         now = time.time()
-        if abs(now - sent) > MAX_AGE:
+        if now - sent > MAX_AGE or sent < self._floor:
             raise BadMessage(f"stale message ({now - sent:.0f} s old)")
+        if sent - now > MAX_SKEW:
+            raise BadMessage(f"message from the future ({sent - now:.0f} s ahead; are the clocks set?)")
+        payload = _loads(body, "payload")
         if check_replay:
-            while self._seen and next(iter(self._seen.values())) < now - 2 * MAX_AGE:
-                self._seen.popitem(last=False)
-            if message_id in self._seen:
-                raise BadMessage("replayed message")
-            self._seen[message_id] = now
+            self._remember(message_id, sent, now)
         return kind, payload
+
+    def _remember(self, message_id: str, sent: float, now: float) -> None:
+        if message_id in self._seen:
+            raise BadMessage("replayed message")
+        while self._seen and next(iter(self._seen.values())) < now - MAX_AGE:
+            self._seen.popitem(last=False)  # refused as stale anyway
+        if len(self._seen) >= MAX_REMEMBERED:
+            _, forgotten = self._seen.popitem(last=False)
+            self._floor = max(self._floor, forgotten)
+        self._seen[message_id] = sent
 
 
 def _json_default(value: Any) -> Any:
@@ -108,35 +225,6 @@ def _json_default(value: Any) -> Any:
     if callable(item):
         return item()
     return repr(value)
-
-
-# --- the private socket folder --------------------------------------------------------------
-def runtime_dir() -> Path:
-    """A folder only this user can enter, for the run's Unix sockets.
-
-    ``$XDG_RUNTIME_DIR/cockpit`` when there is one, else ``/tmp/cockpit-<uid>``.
-
-    Raises:
-        ConnectionError_: the folder exists but belongs to someone else or is open to others.
-    """
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    folder = Path(base) / "cockpit" if base and Path(base).is_dir() else Path(tempfile.gettempdir()) / f"cockpit-{os.getuid()}"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = folder.lstat()
-    if info.st_uid != os.getuid() or not stat.S_ISDIR(info.st_mode):
-        raise ConnectionError_(f"{folder} is not a folder owned by you; remove it or set XDG_RUNTIME_DIR")
-    if info.st_mode & 0o077:
-        os.chmod(folder, 0o700)
-    return folder
-
-
-def socket_folder() -> Path:
-    """A new 0700 folder for one run's sockets, with a short path (Unix sockets allow ~100 bytes)."""
-    folder = Path(tempfile.mkdtemp(prefix="", dir=runtime_dir()))
-    if len(str(folder / "ctl")) > MAX_SOCKET_PATH:
-        folder.rmdir()
-        folder = Path(tempfile.mkdtemp(prefix=f"cockpit-{os.getuid()}-", dir="/tmp"))
-    return folder
 
 
 # --- connection files -----------------------------------------------------------------------
@@ -168,10 +256,11 @@ def pid_alive(pid: int) -> bool:
 
 
 def read_connection_file(path: Path) -> dict[str, Any]:
-    """The connection info in ``path``, after checking who may read it and that its run is alive.
+    """The connection info in ``path``, after checking who may read it, its version and that its run is alive.
 
     Raises:
-        ConnectionError_: missing, unreadable, open to others, owned by someone else, malformed.
+        ConnectionError_: missing, unreadable, open to others, owned by someone else, malformed,
+            or written by a version of Cockpit that speaks another protocol.
         StaleConnectionError: the process it names is gone.
     """
     try:
@@ -184,11 +273,27 @@ def read_connection_file(path: Path) -> dict[str, Any]:
         raise ConnectionError_(f"{path} is readable by others (mode {stat.S_IMODE(info.st_mode):o}); its key "
                                f"may have leaked. Refusing to use it: fix with `chmod 600 {path}` if you trust it")
     try:
+        if info.st_size > 1 << 20:
+            raise ValueError(f"{info.st_size} bytes")
         data = json.loads(path.read_text())
         pid = int(data["pid"])
-        data["key"], data["control"], data["events"]  # noqa: B018 - required keys
-    except (ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
         raise ConnectionError_(f"{path} is not a valid connection file ({error})") from None
     if not pid_alive(pid):
         raise StaleConnectionError(f"{path} is stale: the run's process {pid} is gone")
+    protocol = data.get("protocol", 1)
+    if protocol != PROTOCOL:
+        version = data.get("cockpit_version")
+        written_by = f"Cockpit {version}" if version else "an older version of Cockpit"
+        raise ConnectionError_(
+            f"{path} was written by {written_by} (channel protocol {protocol}); this is Cockpit "
+            f"{__version__} (protocol {PROTOCOL}), and the two cannot talk. Attach with the Cockpit that started "
+            f"the run (process {pid}), or restart the run with this one.")
+    try:
+        str(data["key"]), str(data["control"]), str(data["events"])
+        if str(data["control"]).startswith("tcp://"):
+            curve = data["curve"]
+            str(curve["server_key"]), str(curve["public_key"]), str(curve["secret_key"])
+    except (KeyError, TypeError) as error:
+        raise ConnectionError_(f"{path} is not a valid connection file (missing {error})") from None
     return data

@@ -25,14 +25,29 @@ import zmq
 
 from cockpit.channel.auth import (
     CONNECTION_FILE,
+    EVENT,
+    MAX_ANSWER,
+    REPLY,
+    REQUEST,
     BadMessage,
     ConnectionError_,
     Signer,
     StaleConnectionError,
+    check_depth,
     pid_alive,
     read_connection_file,
 )
 from cockpit.channel.server import RUN_FILE
+
+
+def _refusal(frame: bytes) -> str:
+    """The reason in a run's unsigned refusal (it is unsigned: parsed with care, shown as plain text)."""
+    try:
+        check_depth(frame, 2)
+        reason = json.loads(frame[:4096]).get("error", "refused")
+    except (ValueError, AttributeError):
+        return "refused"
+    return str(reason)[:500]
 
 
 def find_runs(root: str | Path = "work_dirs") -> list[dict[str, Any]]:
@@ -88,19 +103,31 @@ class RunClient:
         self.timeout = timeout
         self.signer = Signer(info["key"])
         self.context = zmq.Context()
-        self.sub = self.context.socket(zmq.SUB)
+        self.sub = self._socket(zmq.SUB)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
         self.sub.setsockopt(zmq.RCVHWM, 100_000)
-        self.sub.setsockopt(zmq.LINGER, 0)
         self.sub.connect(info["events"])
-        self.dealer = self.context.socket(zmq.DEALER)
-        self.dealer.setsockopt(zmq.LINGER, 0)
+        self.dealer = self._socket(zmq.DEALER)
         self.dealer.connect(info["control"])
         self.seq = 0
         self.resyncs = 0
         self._pending: list[dict[str, Any]] = []
         # ZeroMQ sockets are not thread-safe: every use of them goes through this lock.
         self._lock = threading.RLock()
+
+    def _socket(self, kind: int) -> zmq.Socket:
+        """A socket that takes nothing bigger than a run sends and, over TCP, speaks CURVE with the run's keys."""
+        socket = self.context.socket(kind)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.MAXMSGSIZE, MAX_ANSWER)
+        if "[" in str(self.info.get("control", "")):
+            socket.ipv6 = True  # the run listens on an IPv6 address
+        curve = self.info.get("curve")
+        if curve:
+            socket.curve_serverkey = curve["server_key"].encode()
+            socket.curve_publickey = curve["public_key"].encode()
+            socket.curve_secretkey = curve["secret_key"].encode()
+        return socket
 
     @classmethod
     def connect(cls, run: str | Path | None = None, root: str | Path = "work_dirs", timeout: float = 5.0) -> RunClient:
@@ -129,7 +156,7 @@ class RunClient:
 
     def _request(self, kind: str, payload: dict[str, Any] | None, timeout: float | None) -> dict[str, Any]:
         request_id = uuid.uuid4().hex
-        self.dealer.send_multipart(self.signer.pack(kind, {**(payload or {}), "request_id": request_id}))
+        self.dealer.send_multipart(self.signer.pack(REQUEST, kind, {**(payload or {}), "request_id": request_id}))
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
             left = deadline - time.monotonic()
@@ -139,16 +166,12 @@ class RunClient:
                 raise ConnectionError_(f"no answer from the run (pid {self.pid}) to {kind!r} in time")
             frames = self.dealer.recv_multipart()
             if frames and frames[0] == b"":
-                try:
-                    reason = json.loads(frames[-1]).get("error", "refused")
-                except ValueError:
-                    reason = "refused"
-                raise ConnectionError_(f"the run refused the request: {reason}")
+                raise ConnectionError_(f"the run refused the request: {_refusal(frames[-1])}")
             try:
-                answer_kind, answer = self.signer.unpack(frames)
+                answer_kind, answer = self.signer.unpack(frames, REPLY)
             except BadMessage as error:
                 raise ConnectionError_(f"bad answer from the run: {error}") from None
-            if answer.get("request_id") != request_id:
+            if not isinstance(answer, dict) or answer.get("request_id") != request_id:
                 continue  # a late answer to an earlier request that timed out
             if answer_kind == "error":
                 raise ConnectionError_(f"the run could not answer {kind!r}: {answer.get('error')}")
@@ -216,10 +239,12 @@ class RunClient:
             waited = True
             frames = self.sub.recv_multipart()
             try:
-                kind, batch = self.signer.unpack(frames, check_replay=False)
+                _, batch = self.signer.unpack(frames, EVENT, check_replay=False)
             except BadMessage:
                 continue
-            if kind != "events" or batch["last"] <= self.seq:
+            if not isinstance(batch, dict) or not isinstance(batch.get("last"), int):
+                continue
+            if batch["last"] <= self.seq:
                 continue
             if batch["first"] > self.seq + 1 and self.seq:
                 # A gap: events were lost (a full queue, a late join). Start again from a snapshot.

@@ -7,6 +7,16 @@ on a ROUTER socket: ``snapshot``, ``command``, ``outcome``, ``commands``,
 hub's bounded subscription queue, and a slow or dead view loses old events
 (and re-syncs from a snapshot), never slows training.
 
+Who can connect: by default the sockets are Unix sockets in a folder only the
+run's owner can enter (``runtime.socket_folder``). With ``listen`` they are TCP
+sockets protected by ZeroMQ's CURVE: only a client holding the key pair written
+into the connection file completes the handshake (a ZAP allow-list, failing
+closed), and everything after it is encrypted. On both, every message is also
+signed (``auth``), every socket caps the size of what it takes in, and requests
+get a bounded share of this thread's time, so a flood cannot crowd out the
+event stream or the training thread. The thread is supervised: if serving ever
+fails, the failure goes to the run's log and serving starts again.
+
 The server also keeps ``run.json`` in the run folder current (status, epoch,
 iter, last checkpoint), which ``cockpit ls`` reads without connecting.
 """
@@ -16,8 +26,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import threading
 import time
+import traceback
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,19 +38,62 @@ import zmq
 
 from cockpit.channel.auth import (
     CONNECTION_FILE,
+    EVENT,
+    MAX_REQUEST,
+    MAX_SUBSCRIPTION,
+    PROTOCOL,
+    REPLY,
+    REQUEST,
     BadMessage,
     Signer,
     new_key,
-    socket_folder,
     write_connection_file,
 )
+from cockpit.channel.runtime import socket_folder
 from cockpit.events import encode_event
+from cockpit.version import __version__
 
 if TYPE_CHECKING:
+    import zmq.auth.thread
+
     from cockpit.interface import RunContext
     from cockpit.steering import ControlQueue
 
 RUN_FILE = "run.json"
+#: The ZAP domain of the run's TCP sockets (ZeroMQ refuses CURVE clients when no authenticator answers for it).
+ZAP_DOMAIN = "cockpit"
+#: Requests handled in one pass, and the time one pass may spend on them (seconds).
+REQUESTS_PER_PASS, REQUEST_SLICE = 200, 0.002
+#: Requests get this share of the thread's time, sustained (it holds the GIL the training thread needs) ...
+REQUEST_SHARE = 0.1
+#: ... and this many seconds of work at once after a quiet spell (a snapshot of a long run takes ~20 ms).
+REQUEST_BURST = 0.05
+#: Longest pause between two restarts of a failing channel thread (seconds).
+MAX_RESTART_DELAY = 5.0
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``(host, port)`` from ``'HOST:PORT'``; port 0 picks free ports; an IPv6 host comes back in brackets.
+
+    Raises:
+        ValueError: not ``HOST:PORT``, or a port out of range.
+    """
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65534:
+        raise ValueError(f"--listen wants HOST:PORT (e.g. 127.0.0.1:5555, ports up to 65534), got {listen!r}")
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return host, int(port)
+
+
+class _AllowList:
+    """The CURVE client keys allowed in (the ZAP authenticator calls ``callback`` for each handshake)."""
+
+    def __init__(self, *keys: bytes) -> None:
+        self.keys = frozenset(keys)
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return domain == ZAP_DOMAIN and key in self.keys
 
 
 class ChannelServer:
@@ -46,8 +102,9 @@ class ChannelServer:
     Args:
         run: the run.
         control: its command queue.
-        listen: ``'HOST:PORT'`` to also accept TCP (control on PORT, events on PORT+1); by
-            default only private Unix sockets are used.
+        listen: ``'HOST:PORT'`` to serve over TCP instead (control on PORT, events on PORT+1; port 0
+            picks two free ports), encrypted and authenticated with CURVE; by default only private
+            Unix sockets are used.
         batch_interval: seconds between event batches.
     """
 
@@ -62,8 +119,12 @@ class ChannelServer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._folder: Path | None = None
+        self._authenticator: zmq.auth.thread.ThreadAuthenticator | None = None
+        self._allowed: _AllowList | None = None
         self.published = 0
         self.dropped_batches = 0
+        self.refused = 0
+        self.restarts = 0
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> ChannelServer:
@@ -73,27 +134,45 @@ class ChannelServer:
         self.pub = self.context.socket(zmq.PUB)
         self.pub.setsockopt(zmq.SNDHWM, 10_000)
         self.pub.setsockopt(zmq.LINGER, 1000)  # let the final status reach views at exit
+        self.pub.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION)  # what a PUB takes in is subscriptions
         self.router = self.context.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 200)
-        self.router.setsockopt(zmq.MAXMSGSIZE, 1 << 20)  # no view sends more; junk is dropped
-        if self.listen:
-            host, _, port = self.listen.rpartition(":")
-            if not host or not port.isdigit():
-                raise ValueError(f"--listen wants HOST:PORT (e.g. 127.0.0.1:5555), got {self.listen!r}")
-            control, events = f"tcp://{host}:{int(port)}", f"tcp://{host}:{int(port) + 1}"
-        else:
-            self._folder = socket_folder()
-            control, events = f"ipc://{self._folder}/ctl", f"ipc://{self._folder}/ev"
-        self.router.bind(control)
-        self.pub.bind(events)
+        self.router.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST)  # no view sends more; a bigger frame drops the peer
+        self.router.setsockopt(zmq.RCVHWM, 200)  # a flooding peer waits (TCP back-pressure), not our memory
+        extra: dict[str, Any] = {}
+        try:
+            if self.listen:
+                host, port = parse_listen(self.listen)
+                if host.startswith("["):
+                    self.router.ipv6 = self.pub.ipv6 = True
+                extra["curve"] = self._secure()
+                self.router.bind(f"tcp://{host}:{port}")
+                self.pub.bind(f"tcp://{host}:{port + 1 if port else 0}")
+                transport = "tcp"
+            else:
+                self._folder = socket_folder(warn=lambda line: self.run.logger.warning(f"channel: {line}"))
+                self.router.bind(f"ipc://{self._folder}/ctl")
+                self.pub.bind(f"ipc://{self._folder}/ev")
+                transport = "ipc"
+        except BaseException:
+            self._close_sockets()
+            if self._folder is not None:
+                shutil.rmtree(self._folder, ignore_errors=True)
+            raise
+        # The addresses actually bound (port 0 becomes the port the system chose).
+        control, events = self.router.last_endpoint.decode(), self.pub.last_endpoint.decode()
         self.subscription = self.run.message_hub.subscribe(maxlen=500_000)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.info = {
+            "protocol": PROTOCOL,
+            "cockpit_version": __version__,
             "pid": os.getpid(),
+            "transport": transport,
             "control": control,
             "events": events,
             "key": key,
             "signature_scheme": "hmac-sha256",
+            **extra,
             "experiment_name": self.run.experiment_name,
             "run_dir": str(self.run_dir),
             "work_dir": str(self.run.work_dir),
@@ -101,9 +180,32 @@ class ChannelServer:
         }
         write_connection_file(self.connection_file, self.info)
         self._write_run_file()
-        self._thread = threading.Thread(target=self._serve, name="cockpit-channel", daemon=True)
+        self._thread = threading.Thread(target=self._supervise, name="cockpit-channel", daemon=True)
         self._thread.start()
         return self
+
+    def _secure(self) -> dict[str, str]:
+        """Make both sockets CURVE servers that let in one client key pair, and return what a client needs."""
+        server_public, server_secret = zmq.curve_keypair()
+        client_public, client_secret = zmq.curve_keypair()
+        self._allowed = _AllowList(client_public)
+        self._start_authenticator()
+        for socket in (self.router, self.pub):
+            socket.curve_server = True
+            socket.curve_secretkey = server_secret
+            socket.curve_publickey = server_public
+            socket.zap_domain = ZAP_DOMAIN.encode()
+            socket.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)  # no authenticator answering: nobody gets in
+            socket.setsockopt(zmq.HANDSHAKE_IVL, 5000)  # a peer that never finishes its handshake is dropped
+        return {"server_key": server_public.decode(), "public_key": client_public.decode(),
+                "secret_key": client_secret.decode()}
+
+    def _start_authenticator(self) -> None:
+        import zmq.auth.thread  # asyncio and more: only for runs that serve TCP
+
+        self._authenticator = zmq.auth.thread.ThreadAuthenticator(self.context)
+        self._authenticator.start()
+        self._authenticator.configure_curve_callback(ZAP_DOMAIN, self._allowed)
 
     def stop(self) -> None:
         """Publish what is left, write the final ``run.json``, remove the connection file."""
@@ -113,11 +215,16 @@ class ChannelServer:
         self.subscription.close()
         self._write_run_file()
         self.connection_file.unlink(missing_ok=True)
-        self.pub.close()
-        self.router.close()
-        self.context.term()
+        self._close_sockets()
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
+
+    def _close_sockets(self) -> None:
+        self.pub.close()
+        self.router.close()
+        if self._authenticator is not None:
+            self._authenticator.stop()
+        self.context.term()
 
     def __enter__(self) -> ChannelServer:
         return self.start()
@@ -126,26 +233,76 @@ class ChannelServer:
         self.stop()
 
     # --- the thread -----------------------------------------------------------------------
+    def _supervise(self) -> None:
+        """Serve until stopped; when serving fails, say why in the run's log and serve again."""
+        failures = 0
+        while not self._stop.is_set():
+            began = time.monotonic()
+            try:
+                self._serve()
+                return
+            except BaseException as error:  # noqa: BLE001 - the channel must outlive any one failure
+                if self._stop.is_set():
+                    return
+                # Back off while it keeps failing at once; a failure after a good while starts afresh.
+                failures = 1 if time.monotonic() - began > 60 else failures + 1
+                delay = min(MAX_RESTART_DELAY, 0.05 * 2 ** (failures - 1))
+                self.restarts += 1
+                self._log_error(f"the channel thread failed ({type(error).__name__}: {error}); serving again in "
+                                f"{delay:.2f} s (restart {self.restarts})\n"
+                                + "".join(traceback.format_exception(error)).rstrip())
+                self._stop.wait(delay)
+
+    def _log_error(self, message: str) -> None:
+        try:
+            self.run.logger.error(message)
+        except Exception:  # noqa: BLE001 - a broken logger must not end the channel either
+            print(f"cockpit: {message}", file=sys.stderr, flush=True)
+
     def _serve(self) -> None:
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
-        timeout_ms = max(1, int(self.batch_interval * 1000))
-        last_file_write = 0.0
+        tick = max(0.001, self.batch_interval)
+        # A token bucket of thread time for requests: a flood gets REQUEST_SHARE of it and waits in
+        # its socket's queue (bounded: RCVHWM), while events keep going out every tick.
+        credit, refilled = REQUEST_BURST, time.monotonic()
+        last_housekeeping = 0.0
         while not self._stop.is_set():
-            if poller.poll(timeout_ms):
-                # Bounded per pass, so a flood of requests cannot starve the event stream.
-                for _ in range(200):
-                    try:
-                        frames = self.router.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self._handle(frames)
+            now = time.monotonic()
+            credit, refilled = min(REQUEST_BURST, credit + (now - refilled) * REQUEST_SHARE), now
+            if credit <= 0:
+                self._stop.wait(min(tick, -credit / REQUEST_SHARE))
+            elif poller.poll(int(tick * 1000)):
+                # Counted in this thread's CPU time: time it spent preempted or waiting for the GIL
+                # was not taken from the training thread.
+                began = time.thread_time()
+                self._serve_requests(began + min(credit, REQUEST_SLICE))
+                credit -= time.thread_time() - began
             self._publish()
             now = time.monotonic()
-            if now - last_file_write > 1.0:
+            if now - last_housekeeping > 1.0:
                 self._write_run_file()
-                last_file_write = now
+                self._check_authenticator()
+                last_housekeeping = now
         self._publish()
+
+    def _serve_requests(self, deadline: float) -> None:
+        """Handle waiting requests until none is left or this thread's CPU time passes ``deadline``."""
+        for _ in range(REQUESTS_PER_PASS):
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._handle(frames)
+            if time.thread_time() > deadline:
+                return
+
+    def _check_authenticator(self) -> None:
+        if self._authenticator is None or self._authenticator.is_alive():
+            return
+        self._log_error("the channel's CURVE authenticator stopped (no view could connect over TCP); restarting it")
+        self._authenticator.stop()
+        self._start_authenticator()
 
     def _publish(self) -> None:
         events = self.subscription.poll(limit=20_000)
@@ -153,23 +310,24 @@ class ChannelServer:
             return
         payload = {"first": events[0].seq, "last": events[-1].seq, "events": [encode_event(e) for e in events]}
         try:
-            self.pub.send_multipart(self.signer.pack("events", payload), zmq.NOBLOCK)
+            self.pub.send_multipart(self.signer.pack(EVENT, "events", payload), zmq.NOBLOCK)
             self.published += len(events)
         except zmq.Again:
             self.dropped_batches += 1
 
     def _reply(self, identity: bytes, kind: str, payload: Any) -> None:
         try:
-            self.router.send_multipart([identity, *self.signer.pack(kind, payload)], zmq.NOBLOCK)
+            self.router.send_multipart([identity, *self.signer.pack(REPLY, kind, payload)], zmq.NOBLOCK)
         except zmq.ZMQError:
             pass  # the view went away; nothing to do
 
     def _handle(self, frames: list[bytes]) -> None:
         identity, message = frames[0], frames[1:]
         try:
-            kind, payload = self.signer.unpack(message)
+            kind, payload = self.signer.unpack(message, REQUEST, max_size=MAX_REQUEST)
         except BadMessage as error:
-            # Not signed with the run's key: answer with an unsigned refusal and nothing else.
+            # Not a good request for this run: an unsigned refusal and nothing else.
+            self.refused += 1
             try:
                 refusal = json.dumps({"error": f"refused: {error}"}).encode()
                 self.router.send_multipart([identity, b"", b'{"type": "error"}', refusal], zmq.NOBLOCK)
@@ -177,6 +335,8 @@ class ChannelServer:
                 pass
             return
         reply_to = payload.get("request_id") if isinstance(payload, dict) else None
+        if not isinstance(reply_to, (str, type(None))):
+            reply_to = None
         try:
             result = self._answer(kind, payload if isinstance(payload, dict) else {})
         except Exception as error:  # noqa: BLE001 - a bad request must never hurt the run
@@ -187,10 +347,22 @@ class ChannelServer:
     def _answer(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         control = self.control
         if kind == "snapshot":
-            return {"snapshot": self.run.message_hub.snapshot(max_points=payload.get("max_points"))}
+            max_points = payload.get("max_points")
+            if max_points is not None and (isinstance(max_points, bool) or not isinstance(max_points, int)):
+                raise TypeError(f"max_points must be an integer or null, not {max_points!r}")
+            return {"snapshot": self.run.message_hub.snapshot(max_points=max_points)}
         if kind == "command":
-            request = control.submit(str(payload.get("name", "")), [str(a) for a in payload.get("args", [])])
-            return request.describe()
+            name, args = payload.get("name", ""), payload.get("args", [])
+            if not isinstance(name, str) or not isinstance(args, list):
+                raise TypeError("a command is a name (a string) and args (a list)")
+            args = [str(a) for a in args]
+            if self.info["transport"] == "tcp":
+                # Imported here: cockpit.commands imports torch, and views import this module (RUN_FILE).
+                from cockpit.commands import RESUME, TRUST
+
+                if name == RESUME and TRUST in args[1:]:
+                    return self._refuse_trust_over_tcp(name, args)
+            return control.submit(name, args).describe()
         if kind == "outcome":
             request = control.requests.get(str(payload.get("id")))
             if request is None:
@@ -202,6 +374,15 @@ class ChannelServer:
             hub = self.run.message_hub
             return {"pid": os.getpid(), "status": hub.status, "seq": hub.seq}
         raise ValueError(f"unknown request {kind!r}")
+
+    def _refuse_trust_over_tcp(self, name: str, args: list[str]) -> dict[str, Any]:
+        """Trusting a checkpoint runs whatever its pickles hold: only the run's own user, over its Unix socket."""
+        message = (f"'{name} {' '.join(args)}' is refused over TCP: a checkpoint loaded with trust can run any "
+                   f"code, so only a client on the run's private Unix socket may ask for it, and this run serves "
+                   f"TCP (--listen). Stop the run and start it again with --resume {args[0]} --trust-checkpoint")
+        self.run.logger.warning(f"command {' '.join((name, *args))!r} rejected: {message}")
+        return {"id": f"{os.getpid()}-tcp-{uuid.uuid4().hex[:8]}", "name": name, "args": args, "done": True,
+                "outcome": "rejected", "message": message}
 
     # --- run.json -------------------------------------------------------------------------
     def run_record(self) -> dict[str, Any]:
@@ -215,6 +396,7 @@ class ChannelServer:
             "iter": run.iter,
             "max_epochs": hub.get_info("max_epochs"),
             "max_iters": hub.get_info("max_iters"),
+            "by_epoch": getattr(run, "is_epoch_based", None) if hub.get_info("max_iters") is not None else None,
             "last_checkpoint": hub.get_info("last_ckpt"),
             "run_dir": str(self.run_dir),
             "work_dir": str(run.work_dir),

@@ -18,21 +18,28 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import zmq
 from support import child_env, free_port_pair, wait_for, write_child_config
 
+from channel.helpers import (
+    Child,
+    answer_to,
+    curve_options,
+    end_all,
+    raw_dealer,
+    refusal,
+    signed,
+    within,
+)
 from cockpit import Config, Runner
 from cockpit.channel import ConnectionError_, RunClient, StaleConnectionError, find_runs
-from cockpit.channel.auth import Signer, new_key
+from cockpit.channel.auth import REPLY, REQUEST, Signer, new_key
 from cockpit.checkpoint import load_checkpoint, read_pointer
 
 EPOCH = 8  # iterations per epoch
@@ -46,86 +53,9 @@ def write_config(folder: Path, max_epochs: int, seconds: float, release: Path | 
                               seed=3, custom_hooks=[dict(type="support.NoteHook")])
 
 
-def within(seconds: float, call: Callable[[], Any]) -> Any:
-    """``call()``'s result or exception, failing if it takes longer than ``seconds`` (it must not hang)."""
-    box: dict[str, Any] = {}
-
-    def body() -> None:
-        try:
-            box["value"] = call()
-        except BaseException as error:  # noqa: BLE001 - handed to the caller
-            box["error"] = error
-
-    thread = threading.Thread(target=body, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), f"still waiting after {seconds} s: it hangs"
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-class Child:
-    """One ``cockpit run --no-tui`` training process, its work dir and its output file."""
-
-    def __init__(self, folder: Path, max_epochs: int, seconds: float, *extra: str) -> None:
-        self.folder = folder
-        self.release = folder / "release"
-        folder.mkdir(parents=True)
-        self.config = write_config(folder, max_epochs, seconds, self.release)
-        self.work = folder / "w"
-        self.output = folder / "output.log"
-        with open(self.output, "wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "cockpit.cli", "run", str(self.config), "--no-tui", "--work-dir",
-                 str(self.work), *extra], stdout=out, stderr=subprocess.STDOUT, cwd=folder, env=child_env())
-        self._run_dir: Path | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def run_dir(self) -> Path:
-        """The run folder, once the run serves (its connection file exists)."""
-        if self._run_dir is None:
-            def serving() -> Path | None:
-                if self.process.poll() is not None:
-                    raise AssertionError(f"the run exited early ({self.process.returncode}): {self.log()[-3000:]}")
-                found = list(self.work.glob("*/cockpit.json"))
-                return found[0].parent if found else None
-
-            self._run_dir = wait_for(serving, 120, "the run to serve")
-        return self._run_dir
-
-    def connect(self, timeout: float = 10.0) -> RunClient:
-        return RunClient.connect(self.run_dir, timeout=timeout)
-
-    def log(self) -> str:
-        return self.output.read_text(errors="replace")
-
-    def run_record(self) -> dict[str, Any]:
-        return json.loads((self.run_dir / "run.json").read_text())
-
-    def wait(self, timeout: float = 120) -> int:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"the run did not end in {timeout} s: {self.log()[-3000:]}") from None
-
-    def end(self) -> None:
-        """Stop it (gracefully, then for sure) if it still runs, and remove what a killed run leaves."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        if self._run_dir is not None and (self._run_dir / "cockpit.json").exists():
-            address = json.loads((self._run_dir / "cockpit.json").read_text())["control"]
-            if address.startswith("ipc://"):
-                shutil.rmtree(Path(address[len("ipc://"):]).parent, ignore_errors=True)
+def start_child(folder: Path, max_epochs: int, seconds: float, *extra: str) -> Child:
+    folder.mkdir(parents=True)
+    return Child(folder, write_config(folder, max_epochs, seconds, folder / "release"), *extra)
 
 
 @pytest.fixture(scope="module")
@@ -134,18 +64,14 @@ def children(tmp_path_factory):
     port = free_port_pair()
     runs = {}
     try:
-        runs["steady"] = Child(root / "steady", STEADY_EPOCHS, 0.1)
-        runs["live"] = Child(root / "live", 10 ** 5, 0.005)
-        runs["listen"] = Child(root / "listen", 10 ** 5, 0.1, "--listen", f"127.0.0.1:{port}")
+        runs["steady"] = start_child(root / "steady", STEADY_EPOCHS, 0.1)
+        runs["live"] = start_child(root / "live", 10 ** 5, 0.005)
+        runs["listen"] = start_child(root / "listen", 10 ** 5, 0.1, "--listen", f"127.0.0.1:{port}")
         runs["listen"].port = port
-        runs["stale"] = Child(root / "stale", 10 ** 5, 0.1)
+        runs["stale"] = start_child(root / "stale", 10 ** 5, 0.1)
         yield runs
     finally:
-        for child in runs.values():
-            if child.process.poll() is None:
-                child.process.send_signal(signal.SIGTERM)
-        for child in runs.values():
-            child.end()
+        end_all(list(runs.values()))
 
 
 @pytest.fixture(scope="module")
@@ -228,35 +154,6 @@ def tcp_listeners(pid: int) -> set[tuple[str, int]]:
     return found
 
 
-def raw_dealer(address: str) -> tuple[zmq.Context, zmq.Socket]:
-    context = zmq.Context()
-    dealer = context.socket(zmq.DEALER)
-    dealer.setsockopt(zmq.LINGER, 0)
-    dealer.connect(address)
-    return context, dealer
-
-
-def answer_to(dealer: zmq.Socket, frames: list[bytes], timeout: float = 5.0) -> list[bytes]:
-    dealer.send_multipart(frames)
-    assert dealer.poll(int(timeout * 1000)), "no answer at all"
-    return dealer.recv_multipart()
-
-
-def refusal(frames: list[bytes]) -> str:
-    """The reason of an unsigned refusal (fails on anything else)."""
-    assert frames[0] == b"", f"expected an unsigned refusal, got {frames!r}"
-    return json.loads(frames[-1])["error"]
-
-
-def signed(key: str, kind: str, payload: dict[str, Any], sent: float | None = None) -> list[bytes]:
-    """A correctly signed request, optionally claiming to be sent at ``sent``."""
-    signer = Signer(key)
-    header = json.dumps({"id": uuid.uuid4().hex, "time": time.time() if sent is None else sent,
-                         "type": kind}).encode()
-    body = json.dumps(payload).encode()
-    return [signer.signature(header, body), header, body]
-
-
 # === the steady run: disturbed, and still ending like an undisturbed one =========================
 # (first in the module: it is finite, and it stays slow only until the last test releases it)
 def test_bad_commands_are_rejected_with_a_reason_and_the_run_goes_on(steady, tmp_path):
@@ -265,7 +162,7 @@ def test_bad_commands_are_rejected_with_a_reason_and_the_run_goes_on(steady, tmp
     with steady.connect() as client:
         start = current_iter(client)
         cases = [
-            (("bogus",), "unknown command 'bogus'; this run understands: continue, note, pause"),
+            (("bogus",), "unknown command 'bogus'; this run understands: continue, guard-continue, guard-rollback, guard-stop, note, pause"),
             (("set", "lr=abc"), "'abc' is not a number"),
             (("resume",), "resume takes one argument"),
             (("resume", str(tmp_path / "missing.pth")), "missing.pth does not exist"),
@@ -416,7 +313,8 @@ def _resume_and_compare(client: RunClient, live: Child, target: Callable[[Path],
         assert answer["message"].endswith(f" -> {at} (epoch {saved['meta']['epoch']})")
         snapshot = client.snapshot(max_points=400)
         hub = saved["message_hub"]  # the run's state as the checkpoint recorded it
-        assert (snapshot["info"]["epoch"], snapshot["info"]["iter"]) == (hub["info"]["epoch"], hub["info"]["iter"])
+        recorded = hub["runtime_info"] if "runtime_info" in hub else hub["info"]  # MMEngine's layout, or the older one
+        assert (snapshot["info"]["epoch"], snapshot["info"]["iter"]) == (recorded["epoch"], recorded["iter"])
         assert snapshot["info"]["resumed_from"] == str(path)
         assert snapshot["scalars"]["train/lr"]["current"] == saved["optimizer"]["param_groups"][0]["lr"]
         assert max(scalar(snapshot, "train/loss")) == at - 1, "the hub still holds steps after the checkpoint"
@@ -593,10 +491,10 @@ def test_a_replayed_message_is_refused(live):
     with live.connect() as client:
         follow(client)
         key = client.info["key"]
-        frames = Signer(key).pack("command", {"name": "save", "args": [], "request_id": "replay"})
+        frames = Signer(key).pack(REQUEST, "command", {"name": "save", "args": [], "request_id": "replay"})
         context, dealer = raw_dealer(client.info["control"])
         try:
-            kind, answer = Signer(key).unpack(answer_to(dealer, frames), check_replay=False)
+            kind, answer = Signer(key).unpack(answer_to(dealer, frames), REPLY, check_replay=False)
             assert kind == "command" and answer["name"] == "save" and answer["request_id"] == "replay"
             assert "replayed" in refusal(answer_to(dealer, frames))
         finally:
@@ -616,9 +514,10 @@ def test_a_stale_message_is_refused(live, age):
         try:
             frames = signed(client.info["key"], "command", {"name": "save", "args": [], "request_id": "s"},
                             sent=time.time() - age)
-            assert "stale message" in refusal(answer_to(dealer, frames))
+            reason = refusal(answer_to(dealer, frames))
+            assert ("stale message" if age > 0 else "message from the future") in reason
             fresh = signed(client.info["key"], "ping", {"request_id": "p"})
-            kind, answer = Signer(client.info["key"]).unpack(answer_to(dealer, fresh), check_replay=False)
+            kind, answer = Signer(client.info["key"]).unpack(answer_to(dealer, fresh), REPLY, check_replay=False)
             assert kind == "ping" and answer["pid"] == live.pid  # the same signing, in time, is served
         finally:
             dealer.close()
@@ -660,7 +559,8 @@ def test_listen_serves_tcp_and_still_requires_the_key(children):
         forged = dict(client.info, key=new_key())
     with RunClient(forged, timeout=5) as intruder, pytest.raises(ConnectionError_, match="signature"):
         intruder.command("stop")
-    context, dealer = raw_dealer(f"tcp://127.0.0.1:{child.port}")
+    # A peer that completed the CURVE handshake (it holds the connection file) still needs the signing key.
+    context, dealer = raw_dealer(f"tcp://127.0.0.1:{child.port}", curve_options(child.connection))
     try:
         assert refusal(answer_to(dealer, [b"", b"{}", b'{"name": "stop"}'])).startswith("refused: ")
     finally:

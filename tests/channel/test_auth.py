@@ -1,0 +1,66 @@
+"""The nesting check that runs before any message is parsed: exact on every JSON text, never fooled by strings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cockpit.channel.auth import MAX_DEPTH, BadMessage, check_depth
+
+# Strings full of what the check must see through: brackets, quotes, backslashes, escapes.
+tricky_text = st.text(alphabet=st.sampled_from('[]{}"\\,:ab\n\u00e9'), max_size=12)
+
+
+def depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(depth, value), default=0)
+    return 0
+
+
+def nested(levels: int, inner: object, as_object: bool) -> object:
+    for _ in range(levels):
+        inner = {"[": inner} if as_object else [inner, "]"]
+    return inner
+
+
+json_values = st.recursive(st.none() | st.integers() | tricky_text,
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(tricky_text, inner, max_size=3),
+                           max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(value=json_values, extra=st.integers(0, 2 * MAX_DEPTH), as_object=st.booleans(), ascii_only=st.booleans())
+def test_the_check_agrees_with_the_real_depth(value, extra, as_object, ascii_only):
+    document = nested(extra, value, as_object)
+    raw = json.dumps(document, ensure_ascii=ascii_only).encode()
+    if depth(document) > MAX_DEPTH:
+        with pytest.raises(BadMessage, match="nested deeper"):
+            check_depth(raw)
+    else:
+        check_depth(raw)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(raw=st.binary(max_size=400) | st.text(alphabet=st.sampled_from('[]{}"\\ 1'), max_size=400).map(str.encode))
+def test_whatever_it_lets_through_parses_no_deeper_than_the_limit(raw):
+    try:
+        check_depth(raw)
+    except BadMessage:
+        return
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError):
+        return  # not JSON: the parser says so (it never got deep)
+    assert depth(parsed) <= MAX_DEPTH
+
+
+def test_deep_nesting_is_refused_whatever_its_shape():
+    for raw in (b"[" * 200_000 + b"]" * 200_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+                b"[[]" * 20_000 + b"]" * 20_000, b'["]",' * 20_000 + b"1" + b"]" * 20_000):
+        with pytest.raises(BadMessage):
+            check_depth(raw)
