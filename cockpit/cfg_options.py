@@ -55,6 +55,11 @@ def parse_option_value(text: str, key: str = "--cfg-options") -> Any:
     value = text.strip("'\"").replace(" ", "")
     bracketed = value[:1] + value[-1:] in ("()", "[]")
     if not bracketed and "," not in value:
+        if value[:1] in ("(", "[") or value[-1:] in (")", "]"):
+            # Meant as a list or a tuple, but not closed (``[64``): MMEngine would pass the string on,
+            # to fail far away (a torch error about a size of '[64').
+            raise ConfigError(f"cannot read the value {text!r}: its brackets are unbalanced", key=key,
+                              fix=_bracket_fix(value, key))
         return _parse_scalar(value)
     inner = value[1:-1] if bracketed else value
     items: list[Any] = []
@@ -86,11 +91,26 @@ def _parse_scalar(text: str) -> Any:
     return text
 
 
+def _bracket_fix(value: str, key: str) -> str:
+    """How to write ``value`` with its brackets balanced, when closing the open ones is enough."""
+    fix = "close every ( with ) and every [ with ]"
+    closers: list[str] = []
+    for char in value:
+        if char in "([":
+            closers.append(")" if char == "(" else "]")
+        elif char in ")]":
+            if not closers or closers.pop() != char:
+                return fix
+    if not closers:
+        return fix
+    return f"{fix}, e.g. {key}={value}{''.join(reversed(closers))}"
+
+
 def _next_comma(text: str, whole: str, key: str) -> int:
     """The index of the first comma outside ``()`` and ``[]`` (``len(text)`` if none)."""
     if text.count("(") != text.count(")") or text.count("[") != text.count("]"):
         raise ConfigError(f"cannot read the value {whole!r}: its brackets are unbalanced", key=key,
-                          fix="close every ( with ) and every [ with ]")
+                          fix=_bracket_fix(whole.strip("'\"").replace(" ", ""), key))
     for index, char in enumerate(text):
         before = text[:index]
         # MMEngine's rule: a comma whose prefix has as many ( as ) and [ as ].

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import copy
 import importlib
 import inspect
@@ -382,6 +383,12 @@ def _execute(tree: ast.Module, path: Path, base: ConfigDict) -> dict:
     module = types.ModuleType(path.stem)
     module.__file__ = str(path)
     module.__dict__[BASE_KEY] = base
+    # The config's own folder is importable while it runs (a ``models.py`` beside it), and only
+    # then: the current folder is not on ``sys.path`` in the cockpit command (see ``cockpit.cli``).
+    folder = str(path.resolve().parent)
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
     try:
         exec(code, module.__dict__)
     except Exception as error:
@@ -389,6 +396,10 @@ def _execute(tree: ast.Module, path: Path, base: ConfigDict) -> dict:
         lineno = frames[-1].lineno if frames else "?"
         raise ConfigError(f"running the config failed on line {lineno}: {type(error).__name__}: {error}",
                           file=f"{path}:{lineno}", fix="the config is plain Python: fix the error on that line") from error
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(folder)
     return {
         name: value
         for name, value in module.__dict__.items()

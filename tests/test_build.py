@@ -601,7 +601,7 @@ def test_runner_rule_errors_name_the_config_file(tmp_path, extra, key):
 def run_cli(tmp_path, monkeypatch):
     """``run_cli(*argv)`` calls ``cockpit.cli.main`` in-process from ``tmp_path``; returns its exit code."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", list(sys.path))  # main() puts the cwd on sys.path
+    monkeypatch.setattr(sys, "path", list(sys.path))  # main() takes the current folder off sys.path
 
     def run(*argv: str) -> int:
         return cli.main(list(argv))

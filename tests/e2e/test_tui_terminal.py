@@ -167,6 +167,85 @@ def test_cockpit_run_in_a_terminal(tmp_path, tmux):
         end_process(int(run_record(work).get("pid", 0) or 0))
 
 
+def first_screen(tmux: Tmux) -> str:
+    """The first screen that shows anything."""
+    return wait_for(lambda: tmux.screen().strip() and tmux.screen(), what="a first frame", interval=0.02,
+                    show=tmux.screen)
+
+
+def test_first_frame_every_way_out_and_the_summary(tmp_path):
+    """80x24: "starting" in the first frame; Ctrl+Q, Esc, Ctrl-C; detach prints where the run stands.
+    Then 160x45: attach, the palette's Quit asks too, and the end of the run offers to leave."""
+    config = write_config(tmp_path)
+    work = tmp_path / "w"
+    marker = tmp_path / "planted-module-ran"
+    (tmp_path / "textual.py").write_text(f"open({str(marker)!r}, 'w').close()\n")  # never imported from here
+    run, attach = Tmux(), Tmux()
+    pid = 0
+    try:
+        run.start(f"sh -c '{COCKPIT} run {config} --work-dir {work}; echo $? > {tmp_path}/rc'", 80, 24, tmp_path)
+        first = first_screen(run)
+        assert "starting tuirun" in first, first
+        wait_for(lambda: cockpit_showing(run.screen(), "tuirun_"), what="the cockpit at 80x24", interval=LOOK,
+                 show=run.screen)
+        pid = run_record(work)["pid"]
+        screen = run.screen()
+        assert len(screen.splitlines()) == 24 and "q quit" in screen
+
+        run.keys("C-q")
+        wait_for(lambda: "Leave the cockpit?" in run.screen(), what="Ctrl+Q to ask", interval=LOOK, show=run.screen)
+        run.keys("Escape")
+        wait_for(lambda: "Leave the cockpit?" not in run.screen(), what="Esc to stay", interval=LOOK, show=run.screen)
+        run.keys("C-c")
+        wait_for(lambda: "Leave the cockpit?" in run.screen(), what="Ctrl-C to ask", interval=LOOK, show=run.screen)
+        run.keys("d")
+        rc = wait_for(lambda: (tmp_path / "rc").is_file() and (tmp_path / "rc").read_text().strip(),
+                      what="cockpit run to exit", show=run.screen)
+        assert rc == "0", run.screen()
+        summary = run.screen()
+        run_dir = next(work.glob("*/run.json")).parent
+        assert re.search(rf"cockpit: detached from tuirun_\S+; the run goes on \(pid {pid}\)", summary), summary
+        assert re.search(r"status\s+running, iter \d+/\d+", summary), summary
+        assert "run folder" in summary and "attach" in summary
+        assert f"cockpit attach {run_dir.relative_to(tmp_path)}" in summary.replace("\n", ""), summary
+        assert alive(pid), "detaching stopped the run"
+
+        attach.start(f"sh -c '{COCKPIT} attach {work}; echo $? > {tmp_path}/rc2'", 160, 45, tmp_path)
+        wait_for(lambda: cockpit_showing(attach.screen(), "tuirun_"), what="the cockpit at 160x45",
+                 interval=LOOK, show=attach.screen)
+        assert "hooks, in execution order" in attach.screen()
+        attach.keys("C-p")
+        wait_for(lambda: "Search for commands" in attach.screen(), what="the palette", interval=LOOK,
+                 show=attach.screen)
+        attach.keys("q", "u", "i", "t")
+        wait_for(lambda: "Leave the cockpit: detach" in attach.screen(), what="Quit in the palette", interval=LOOK,
+                 show=attach.screen)
+        attach.keys("Enter")
+        wait_for(lambda: "Leave the cockpit?" in attach.screen(), what="the palette's Quit to ask", interval=LOOK,
+                 show=attach.screen)
+        attach.keys("Escape")
+        wait_for(lambda: "Leave the cockpit?" not in attach.screen(), what="Esc to stay", interval=LOOK,
+                 show=attach.screen)
+
+        (tmp_path / "release").touch()  # the run goes to its end
+        wait_for(lambda: "The run finished" in attach.screen(), what="the end of the run, offering to leave",
+                 timeout=120, interval=LOOK, show=attach.screen)
+        assert "Leave the cockpit?" in attach.screen()
+        attach.keys("Enter")
+        rc = wait_for(lambda: (tmp_path / "rc2").is_file() and (tmp_path / "rc2").read_text().strip(),
+                      what="cockpit attach to exit", show=attach.screen)
+        assert rc == "0", attach.screen()
+        summary = attach.screen()
+        assert re.search(r"cockpit: tuirun_\S+ finished", summary), summary
+        assert (f"train more  cockpit run --resume {run_dir.relative_to(tmp_path)} --cfg-options "
+                "train_cfg.max_epochs=4") in summary, summary
+        assert not marker.exists(), "a module in the current folder was imported"
+    finally:
+        run.kill()
+        attach.kill()
+        end_process(pid)
+
+
 # --- over SSH ------------------------------------------------------------------------------
 @pytest.fixture
 def sshd(tmp_path) -> Iterator[dict]:

@@ -6,8 +6,6 @@ and a command a hook declares with a key of its own. What a key sends is what th
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,6 +13,7 @@ from cockpit.widgets.tui import CockpitApp
 from cockpit.widgets.tui.commands import palette_entries
 from cockpit.widgets.tui.screens.checkpoint import CheckpointPicker
 from cockpit.widgets.tui.screens.confirm import ConfirmScreen
+from cockpit.widgets.tui.screens.ended import EndedScreen
 from cockpit.widgets.tui.screens.help import HelpScreen, help_markdown
 from cockpit.widgets.tui.screens.prompt import PromptScreen
 from cockpit.widgets.tui.source import StaticSource
@@ -23,7 +22,7 @@ from textual.widgets import Input
 from cockpit.events import Status, StatusChanged
 from cockpit.viewstate import CommandInfo
 
-from .tui_fixtures import COMMANDS, FIXED_TIME, build_snapshot
+from .tui_fixtures import COMMANDS, FIXED_TIME, build_snapshot, until
 
 SIZE = (160, 45)
 pytestmark = pytest.mark.timeout(60)
@@ -41,16 +40,6 @@ def make_app(commands: list[dict[str, Any]] = (*COMMANDS, HOOK_COMMAND, CLASHING
     snapshot["info"] = {**snapshot["info"], "commands": list(commands)}
     source = StaticSource(snapshot)
     return CockpitApp(source, live=False, clock=lambda: FIXED_TIME), source
-
-
-async def until(pilot, condition: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        await pilot.pause(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
 
 
 async def shown(pilot) -> None:
@@ -194,6 +183,9 @@ async def test_after_the_end_a_command_key_sends_nothing():
     async with app.run_test(size=SIZE) as pilot:
         await shown(pilot)
         set_status(app, Status.FINISHED)
+        await until(pilot, lambda: isinstance(app.screen, EndedScreen), "the run-ended dialog")
+        await pilot.press("escape")  # stay, and press a command's key
+        await until(pilot, lambda: not isinstance(app.screen, EndedScreen), "the dialog to close")
         await pilot.press("s")
         await pilot.pause(0.2)
         assert source.sent == []

@@ -13,6 +13,8 @@ Imports nothing but the standard library, so ``benchmarks/tui.py`` can use it to
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -249,3 +251,14 @@ def build_snapshot(iters: int = 430, checkpoint_dir: Path = CHECKPOINT_DIR) -> d
         "checkpoints": checkpoints,
         "markers": [],
     }
+
+
+async def until(pilot: Any, condition: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
+    """Let the app run until ``condition()`` is truthy (returned), or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        await pilot.pause(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for: {what}")

@@ -12,6 +12,11 @@ hook declares gets a key like a built-in one. A command that takes a
 checkpoint opens the checkpoint picker, one that takes text opens a prompt,
 and one that asks first opens a confirmation. The app's own bindings are the
 view-only actions (series, smoothing, log scale, zoom, help, quit).
+
+Every way out asks first: ``q``, Ctrl+Q, Ctrl+C and the palette's Quit all open the
+leave dialog (detach, or stop the run). When the run ends, the cockpit says how and
+offers to leave. Given a run that is still starting (``starting``), it shows the
+child's progress at once and follows the run as soon as it serves.
 """
 
 from __future__ import annotations
@@ -24,25 +29,27 @@ from typing import Any
 
 from cockpit.widgets.tui.commands import CockpitCommands
 from cockpit.widgets.tui.parts.checkpoints import CheckpointTable
+from cockpit.widgets.tui.parts.guard import GuardBanner
 from cockpit.widgets.tui.parts.hooks import HookTable
 from cockpit.widgets.tui.parts.log import LogPane
 from cockpit.widgets.tui.parts.plots import ScalarPlot
 from cockpit.widgets.tui.parts.status import StatusLine
 from cockpit.widgets.tui.screens.checkpoint import CheckpointPicker
 from cockpit.widgets.tui.screens.confirm import ConfirmScreen
+from cockpit.widgets.tui.screens.ended import EndedScreen
 from cockpit.widgets.tui.screens.help import HelpScreen
 from cockpit.widgets.tui.screens.prompt import PromptScreen
 from cockpit.widgets.tui.screens.quit import QuitScreen
 from cockpit.widgets.tui.screens.series import SeriesScreen
+from cockpit.widgets.tui.screens.starting import Starting, StartingScreen
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingsMap
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from cockpit import commands
 from cockpit.channel.auth import ConnectionError_, StaleConnectionError
 from cockpit.events import Status
 from cockpit.viewstate import PARTS, CommandArg, CommandInfo, RunState
@@ -65,12 +72,16 @@ class CockpitApp(App[str]):
     """Watch and steer a run.
 
     Args:
-        source: a ``RunClient`` (or anything with ``snapshot``, ``poll_events`` and ``command``).
+        source: a ``RunClient`` (or anything with ``snapshot``, ``poll_events`` and ``command``);
+            None while ``starting``.
         frame_rate: redraws per second.
         live: follow the event stream (False: show the first snapshot only, for snapshot tests).
         clock: returns the time now (snapshot tests pass a fixed one).
+        starting: a run still starting in a child process (``cockpit.views.ChildRun``): shown
+            until it serves, then followed through the client it gives.
 
-    The app's return value says how the user left: ``'detach'``, ``'stop'`` or ``'ended'``.
+    The app's return value says how the user left: ``'detach'``, ``'stop'``, ``'ended'`` (the
+    run ended and the user left), or ``'exited'`` (the starting run ended before it served).
     """
 
     CSS_PATH = "app.tcss"
@@ -86,11 +97,14 @@ class CockpitApp(App[str]):
         Binding("q", "quit_cockpit", "quit"),
     ]
 
-    def __init__(self, source: Any, frame_rate: float = 4.0, live: bool = True,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, source: Any = None, frame_rate: float = 4.0, live: bool = True,
+                 clock: Callable[[], float] = time.time, starting: Starting | None = None) -> None:
         super().__init__()
+        if source is None and starting is None:
+            raise ValueError("CockpitApp needs a source, or a run that is starting")
         self.clock = clock
         self.source = source
+        self.starting = starting
         self.frame_rate = frame_rate
         self.live = live
         self.state = RunState()
@@ -105,6 +119,7 @@ class CockpitApp(App[str]):
     # --- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status")
+        yield GuardBanner(id="guard")
         with Horizontal(id="main"):
             with Vertical(id="plots"):
                 yield ScalarPlot(self._main_keys, "train loss", smoothed=True, id="loss-plot")
@@ -127,9 +142,24 @@ class CockpitApp(App[str]):
         self.query_one("#hooks", HookTable).border_title = "hooks, in execution order"
         self.query_one("#log", LogPane).border_title = "log"
         self._layout_for(self.size.width, self.size.height)
+        self.set_interval(1 / self.frame_rate, self.redraw)
+        if self.source is None:
+            self.push_screen(StartingScreen(self.starting), self._served)
+        else:
+            self._follow()
+
+    def _follow(self) -> None:
+        """Read the run's events and send its commands, from now on."""
         self.feed()
         threading.Thread(target=self._send_commands, name="cockpit-commands", daemon=True).start()
-        self.set_interval(1 / self.frame_rate, self.redraw)
+
+    def _served(self, client: Any) -> None:
+        """The starting run serves (``client``), or its process ended first (None)."""
+        if client is None:
+            self.exit("exited")
+            return
+        self.source = client
+        self._follow()
 
     def on_resize(self, event: Any) -> None:
         self._layout_for(event.size.width, event.size.height)
@@ -185,6 +215,8 @@ class CockpitApp(App[str]):
         with self.lock:
             state = self.state
             status_line.show(state, now=self.clock())
+            self.query_one(GuardBanner).show(state.guard_alert, now=self.clock())
+            ring = state.take_guard_bell()
             logs = state.take_logs()
             outcomes = state.take_outcomes()
             changes = state.take_changes()
@@ -211,6 +243,8 @@ class CockpitApp(App[str]):
                 for table in self.query(CheckpointTable):
                     table.show(state)
             ended, status, detail = state.ended, state.status, state.status_detail
+        if ring:
+            self.bell()
         if logs:
             self.query_one(LogPane).add(logs)
         for outcome in outcomes:
@@ -218,11 +252,23 @@ class CockpitApp(App[str]):
             self.notify(outcome["message"], title=f"{outcome['name']}: {outcome['outcome']}", severity=severity)
         if ended and not self._ended_seen:
             self._ended_seen = True
-            failed = status in (Status.FAILED, Status.DIED)
-            message = f"the run {status}" + (f": {detail}" if detail else "") + "; press q to leave"
+            self._offer_to_leave(status, detail)
+
+    def _offer_to_leave(self, status: str, detail: str) -> None:
+        """The run ended: say so, and offer to leave (the cockpit stays, for a look, if the user wants)."""
+        failed = status in (Status.FAILED, Status.DIED)
+        if failed:
+            self.query_one("#bottom", TabbedContent).active = "tab-log"
+        with self.lock:
+            from cockpit.views import progress_text
+
+            where = progress_text(self.state)
+        message = f"The run {status} at {where}" + (f":\n{detail}" if detail else ".")
+        if isinstance(self.screen, QuitScreen):
             self.notify(message, severity="error" if failed else "information", timeout=30)
-            if failed:
-                self.query_one("#bottom", TabbedContent).active = "tab-log"
+            return
+        self.push_screen(EndedScreen(message + "\n\nLeave the cockpit?", failed),
+                         lambda leave: leave and self.exit("ended"))
 
     # --- the run's commands -----------------------------------------------------------------------
     def _bind_commands(self, commands: tuple[CommandInfo, ...]) -> None:
@@ -244,7 +290,7 @@ class CockpitApp(App[str]):
         """A command's key works (and shows) only in the status the command is offered in."""
         if action == "command":
             command = self.state.command(str(parameters[0]))
-            return command is not None and command.offered(self.state.status)
+            return command is not None and command.offered(self.state.status, self.state.guard_alert is not None)
         return True
 
     def action_command(self, name: str) -> None:
@@ -314,6 +360,15 @@ class CockpitApp(App[str]):
     def on_unmount(self) -> None:
         self._sender_stop.set()  # the command sender stops with the app
 
+    def get_system_commands(self, screen: Screen) -> Any:
+        """Textual's palette entries, with Quit asking first like every other way out."""
+        for command in super().get_system_commands(screen):
+            if command.title == "Quit":
+                yield SystemCommand("Quit", "Leave the cockpit: detach (the run goes on) or stop the run",
+                                    self.action_quit_cockpit)
+            else:
+                yield command
+
     def perform(self, action: str) -> None:
         """Run ``action_<action>`` (for the command palette)."""
         getattr(self, f"action_{action}")()
@@ -358,7 +413,17 @@ class CockpitApp(App[str]):
             commands = self.state.commands
         self.push_screen(HelpScreen(commands))
 
+    async def action_quit(self) -> None:
+        """Ctrl+Q (and anything else that asks the app to quit): the leave dialog, never a silent exit."""
+        self.action_quit_cockpit()
+
+    def action_help_quit(self) -> None:
+        """Ctrl+C: the leave dialog, as a person pressing it expects."""
+        self.action_quit_cockpit()
+
     def action_quit_cockpit(self) -> None:
+        if isinstance(self.screen, QuitScreen):
+            return  # asked already
         if self.state.ended:
             self.exit("ended")
             return
@@ -366,6 +431,9 @@ class CockpitApp(App[str]):
         def chosen(choice: str | None) -> None:
             if choice == "detach":
                 self.exit("detach")
+            elif choice == "stop" and self.source is None:
+                self.starting.stop()  # not serving yet: the process itself is asked to end
+                self.exit("stop")
             elif choice == "stop":
                 self.notify("stopping the run: it finishes this iteration and saves", timeout=10)
                 self._stop_then_exit()
@@ -374,6 +442,8 @@ class CockpitApp(App[str]):
 
     @work(thread=True, group="commands")
     def _stop_then_exit(self) -> None:
+        from cockpit import commands  # only now: the command table is not light to import
+
         try:
             # Leaving by stopping the run is the view's own way out (as Ctrl-C is the plain view's),
             # offered whatever the run's command list holds.

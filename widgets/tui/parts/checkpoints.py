@@ -29,13 +29,27 @@ class CheckpointTable(DataTable):
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
+        self._shown: tuple = ()
+        self._by_epoch: bool | None = None
+        self._columns(by_epoch=True)
+
+    def _columns(self, by_epoch: bool) -> None:
+        """An epoch column only for a run that counts epochs: an iteration-based run is one long epoch."""
+        if by_epoch == self._by_epoch:
+            return
+        self._by_epoch = by_epoch
+        self.clear(columns=True)
         self.add_column("checkpoint", key="name")
-        self.add_column("epoch", key="epoch")
+        if by_epoch:
+            self.add_column("epoch", key="epoch")
         self.add_column("iter", key="iter")
         self.add_column("metric", key="metric")
-        self._shown: tuple = ()
+        self._shown = ()
 
     def show(self, state: RunState) -> None:
+        info = state.info
+        by_epoch = info["by_epoch"] if isinstance(info.get("by_epoch"), bool) else (info.get("max_epochs") or 0) > 1
+        self._columns(by_epoch)
         # The run reports each checkpoint it deletes (rotation, a new best): every row can be used.
         rows = state.checkpoint_rows()
         shown = tuple((r["path"], r["best"], r["latest"], r["metric"]) for r in rows)
@@ -49,7 +63,8 @@ class CheckpointTable(DataTable):
                         style="bold yellow" if row["best"] else "bold green")
             name.append(row["name"])
             metric = f"{row['metric']:.4f}" if math.isfinite(row["metric"]) else ""
-            self.add_row(name, str(row["epoch"]), str(row["iter"]), Text(metric, justify="right"), key=row["path"])
+            cells = (name, str(row["epoch"]), str(row["iter"])) if by_epoch else (name, str(row["iter"]))
+            self.add_row(*cells, Text(metric, justify="right"), key=row["path"])
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

@@ -52,7 +52,9 @@ class StatusLine(Static):
         epoch, max_epochs = info.get("epoch", 0), info.get("max_epochs")
         done_iters = state.scalars["train/loss"].steps[-1] + 1 if "train/loss" in state.scalars else 0
         max_iters = info.get("max_iters")
-        if max_epochs and max_epochs > 1:
+        # An iteration-based run is one long epoch: its epoch means nothing.
+        by_epoch = info["by_epoch"] if isinstance(info.get("by_epoch"), bool) else bool(max_epochs and max_epochs > 1)
+        if by_epoch and max_epochs:
             text.append(f"  epoch {min(epoch + 1, max_epochs)}/{max_epochs}")
         text.append(f"  iter {done_iters}/{max_iters or '?'}")
         started = info.get("started")
