@@ -1,0 +1,573 @@
+"""What every adapter shares: a run of another framework, served to Cockpit's views.
+
+An adapter (MMEngine's ``CockpitHook``, Lightning's or Hugging Face's ``CockpitCallback``)
+makes one ``AdaptedRun`` when training starts. It owns what a Cockpit ``Runner`` would own: a
+``MessageHub``, the run folder ``work_dir/<timestamp>/``, a logger feeding the hub, a
+``ControlQueue`` and, on rank 0, a ``ChannelServer``. The channel sees it through the
+``RunContext`` attributes it needs (``log_dir``, ``message_hub``, ``experiment_name``,
+``work_dir``, ``epoch``, ``iter``, ``cfg.filename``, ``logger``).
+
+The framework calls the adapter; the adapter publishes what happened and calls
+``safe_point()`` at the framework's iteration end, in the training thread. Commands are
+applied there and nowhere else; a paused run waits there. The built-in commands keep their
+declaration (label, key, arguments, confirmation: ``cockpit.commands.builtin_commands``) and
+get handlers that call what each framework fills in:
+
+- ``validate()``, ``save_checkpoint(reason)``, ``resume(which, *trust)``, ``end_training(reason)``;
+- ``lr_targets()``: each optimizer's parameter groups and the schedulers that drive them (``set``
+  scales the schedulers' base values too, as ``cockpit.commands`` does for a Cockpit run);
+- ``broadcast(obj)``: rank 0's object on every rank (the framework's own collective).
+
+Pause, continue and stop are Cockpit's own handlers, acting on ``steering``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from cockpit import events as ev
+from cockpit.adapters import ANNOUNCE_VARIABLE
+from cockpit.channel.server import ChannelServer
+from cockpit.commands import (
+    RESUME,
+    SAVE,
+    SET,
+    VAL,
+    Command,
+    CommandRejected,
+    CommandSet,
+    builtin_commands,
+)
+from cockpit.hub import MessageHub
+from cockpit.rundir import unique_timestamp
+from cockpit.steering import ControlQueue
+
+#: A row of the hook table: ``(priority name, priority, hook name)`` (``MessageHub.set_hooks_table``).
+HookEntry = tuple[str, int, str]
+
+
+class HubLogHandler(logging.Handler):
+    """Copies a framework logger's records into the hub, so views show the run's log."""
+
+    def __init__(self, hub: MessageHub) -> None:
+        super().__init__()
+        self.hub = hub
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.hub.log(record.levelname, record.getMessage(), record.created)
+        except Exception:  # noqa: BLE001 - a bad log record must not end the training
+            self.handleError(record)
+
+
+#: Least seconds between two events that say which stage runs, and two that say which iteration: a view
+#: redraws a few times a second, and a fast run would otherwise spend more on these than on anything else.
+SHOW_INTERVAL = 0.1
+
+
+class HookTrace:
+    """The framework's hooks in execution order, and how long each call took, as hub events.
+
+    Calls come one at a time (``record``); consecutive calls of one stage make one
+    ``StageTimed`` event, sent when another stage starts, when a hook of this stage is called
+    again, or on ``flush``. Which stage runs now is sent at most every ``SHOW_INTERVAL``.
+    """
+
+    def __init__(self, hub: MessageHub) -> None:
+        self.hub = hub
+        self.stage: str | None = None
+        self._calls: list[tuple[str, float]] = []
+        self._names: set[str] = set()
+        self._shown = 0.0
+
+    def enter(self, stage: str) -> None:
+        """A stage starts: a ``StageEntered`` event if none went out lately, else just noted."""
+        now = time.perf_counter()
+        if now - self._shown >= SHOW_INTERVAL:
+            self._shown = now
+            self.hub.enter_stage(stage)
+        else:
+            self.hub.note_stage(stage)
+
+    def publish_table(self, rows: Iterable[tuple[str, Sequence[HookEntry]]]) -> None:
+        """Publish the hook order: ``(stage, ((priority name, priority, hook), ...))`` per stage."""
+        self.hub.set_hooks_table(tuple((stage, tuple(entries)) for stage, entries in rows if entries))
+
+    def record(self, stage: str, name: str, seconds: float) -> None:
+        """Hook ``name`` ran at ``stage`` for ``seconds``."""
+        if stage != self.stage or name in self._names:
+            self.flush()
+            self.stage = stage
+            self.enter(stage)
+        self._calls.append((name, seconds))
+        self._names.add(name)
+
+    def flush(self) -> None:
+        if self._calls:
+            self.hub.record_stage(self.stage, self._calls)
+            self._calls, self._names = [], set()
+        self.stage = None
+
+
+@dataclasses.dataclass
+class Steering:
+    """The flags commands set (``cockpit.interface.Steer``); the training thread serves them at the safe point."""
+
+    run: AdaptedRun
+    stop_requested: str | None = None
+    stop_saves: bool = True
+    save_requested: str | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self.run.control.paused
+
+    def set_paused(self, paused: bool) -> None:
+        self.run.control.paused = paused
+        self.run.message_hub.set_status(ev.Status.PAUSED if paused else ev.Status.RUNNING)
+
+    def request_stop(self, reason: str = "requested", save: bool = True) -> None:
+        self.stop_saves = save
+        self.stop_requested = reason
+        self.run.control.paused = False
+        self.run.control.wake()
+
+    def request_save(self, reason: str = "requested") -> None:
+        self.save_requested = reason
+
+
+class AdaptedRun:
+    """A run of another framework, as Cockpit's channel, commands and views see it.
+
+    Subclasses set ``framework`` (``mmengine``, ``lightning``, ``hf``: shown in the run info).
+
+    Args:
+        work_dir: where the framework's checkpoints go, and the run folder's parent by default.
+        log_dir: the run folder; ``work_dir/<timestamp>`` by default.
+        experiment_name: the run's name; ``<script>_<timestamp>`` by default.
+        logger: the logger for Cockpit's own messages (command outcomes).
+        hub_loggers: the loggers whose records views show (``[logger]`` by default; the framework's
+            logger when ``logger`` writes through it).
+        rank: this process's rank; only rank 0 serves views and writes files.
+        world_size: the number of processes; above 1, commands reach every rank through ``broadcast``.
+        listen: ``'HOST:PORT'`` to serve over TCP (CURVE-encrypted) instead of private Unix sockets.
+        timestamp: the run folder's name (a new ``YYYYmmdd_HHMMSS`` by default; every rank must agree on it).
+    """
+
+    framework = "adapter"
+
+    def __init__(self, *, work_dir: str | Path, log_dir: str | Path | None = None,
+                 experiment_name: str | None = None, logger: logging.Logger | None = None,
+                 hub_loggers: Sequence[logging.Logger] | None = None,
+                 rank: int = 0, world_size: int = 1, listen: str | None = None,
+                 timestamp: str | None = None) -> None:
+        self._work_dir = Path(work_dir).resolve()
+        self.main = rank == 0
+        self._timestamp = timestamp or unique_timestamp(self._work_dir)
+        self._log_dir = Path(log_dir).resolve() if log_dir is not None else self._work_dir / self._timestamp
+        # The training script (``python train.py``, ``python -m pkg.train``); none in a notebook.
+        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+        self.script = Path(main_file).resolve() if main_file and Path(main_file).is_file() else None
+        stem = self.script.stem if self.script is not None else self.framework
+        self._experiment_name = experiment_name or f"{stem}_{self._timestamp}"
+        self.cfg = SimpleNamespace(filename=str(self.script) if self.script else None)
+        self.rank, self.world_size, self.listen = rank, world_size, listen
+
+        self.message_hub = MessageHub(self._experiment_name)
+        self.logger = logger or logging.getLogger(f"cockpit.adapters.{self.framework}")
+        self._stack = contextlib.ExitStack()
+        for each in (hub_loggers if hub_loggers is not None else [self.logger]):
+            handler = HubLogHandler(self.message_hub)
+            each.addHandler(handler)
+            self._stack.callback(each.removeHandler, handler)
+        self.trace = HookTrace(self.message_hub)
+        self.steering = Steering(self)
+        self.control = ControlQueue(self)
+        self.control.commands = CommandSet()  # the framework's handlers replace the built-ins below
+        for command in self.builtin_commands():
+            self.control.add(command)
+        self.stop_reason: str | None = None
+        self.held_seconds = 0.0  # time spent in safe points, not to be counted as a hook's
+        self._finished = False
+        self._speed_shown = 0.0
+        self._iter_shown = 0.0
+        self._iter_pending: int | None = None
+        self._sync_countdown = 1
+        self._sync_clock = (time.perf_counter(), 0)
+
+    # --- what the channel reads (RunContext) ---------------------------------------------------
+    work_dir = property(lambda self: self._work_dir, doc="Where the framework's checkpoints go.")
+    log_dir = property(lambda self: self._log_dir, doc="The run folder: connection file, run.json, log.")
+    timestamp = property(lambda self: self._timestamp)
+    experiment_name = property(lambda self: self._experiment_name)
+    is_main_process = property(lambda self: self.main)
+    finished = property(lambda self: self._finished, doc="True once the run ended (``finish``).")
+
+    @property
+    def epoch(self) -> int:
+        """Epochs done."""
+        return 0
+
+    @property
+    def iter(self) -> int:
+        """Training iterations (optimizer steps) done."""
+        return 0
+
+    @property
+    def max_epochs(self) -> int | None:
+        return None
+
+    @property
+    def max_iters(self) -> int | None:
+        return None
+
+    # --- what each framework fills in -----------------------------------------------------------
+    def validate(self) -> str:
+        """Run validation now or at the framework's next chance; say what happened."""
+        raise CommandRejected(f"validation on demand is not supported with {self.framework}")
+
+    def save_checkpoint(self, reason: str) -> str:
+        """Save a resumable checkpoint (on every rank, if the framework wants that); say where."""
+        raise CommandRejected(f"saving on demand is not supported with {self.framework}")
+
+    def resume(self, which: str, *trust: str) -> str:
+        """Load checkpoint ``which`` into the live run, or say why not and how to resume instead."""
+        raise CommandRejected(f"resuming in place is not supported with {self.framework}")
+
+    def end_training(self, reason: str) -> None:
+        """Make the framework stop training after this iteration."""
+
+    def lr_targets(self) -> list[tuple[list[dict[str, Any]], list[Any]]]:
+        """Per optimizer: its parameter groups, and the schedulers whose base values follow ``set``."""
+        return []
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank (identity in one process)."""
+        return obj
+
+    def resume_description(self) -> str:
+        """The ``resume`` command's help line (frameworks that cannot resume in place say so)."""
+        return "load a checkpoint into the live run and continue from it"
+
+    def extra_commands(self) -> Iterable[Command]:
+        """Commands the framework's hooks or callbacks declare."""
+        return ()
+
+    # --- commands -------------------------------------------------------------------------------
+    def builtin_commands(self) -> list[Command]:
+        """Cockpit's built-in commands, as declared for a Cockpit run, with this framework's handlers."""
+        handlers: dict[str, Callable[..., str | None]] = {
+            VAL: lambda run: run.validate(),
+            SAVE: lambda run: run.save_checkpoint("command 'save'"),
+            RESUME: lambda run, which, *trust: run.resume(which, *trust),
+            SET: _set_lr,
+        }
+        out = []
+        for command in builtin_commands():
+            if command.name in handlers:
+                command = dataclasses.replace(command, handler=handlers[command.name])
+            if command.name == RESUME and self.resume_description() != command.description:
+                # Resuming is refused here (the description says how to resume instead): nothing to confirm, and
+                # no file is loaded, so nothing to trust.
+                command = dataclasses.replace(command, description=self.resume_description(), confirm=None,
+                                              args=command.args[:1])
+            out.append(command)
+        return out
+
+    def add_commands(self, commands: Iterable[Command], owner: str) -> None:
+        """Offer the commands a hook or callback declares (a clash is logged, not fatal)."""
+        for command in commands:
+            try:
+                self.control.add(command)
+            except ValueError as error:
+                self.logger.error(f"cockpit: {owner}'s command {command.name!r} is not offered: {error}")
+
+    # --- the lifecycle --------------------------------------------------------------------------
+    def start(self, info: dict[str, Any] | None = None) -> None:
+        """Publish the run's identity, start serving views (rank 0), mark the run running."""
+        hub = self.message_hub
+        hub.update_info_dict({"experiment_name": self.experiment_name, "framework": self.framework,
+                              "work_dir": str(self.work_dir), "log_dir": str(self.log_dir),
+                              "pid": os.getpid(), "started": time.time(), **(info or {})})
+        self.control.open()
+        self.add_commands(self.extra_commands(), "a hook or callback")
+        hub.set_status(ev.Status.RUNNING)
+        atexit.register(self._at_exit)
+        if not self.main:
+            return
+        try:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            self._stack.enter_context(ChannelServer(self, self.control, listen=self.listen))
+        except Exception as error:  # noqa: BLE001 - no view is no reason to stop someone's training
+            self.logger.error(f"cockpit: cannot serve views ({type(error).__name__}: {error}); training goes on")
+        else:
+            self.logger.info(f"cockpit: serving views: cockpit attach {self.log_dir}")
+            self._announce()
+
+    def _announce(self) -> None:
+        """Tell whoever started this script where the run is served (``$COCKPIT_ANNOUNCE``, if set).
+
+        ``cockpit run --script train.py`` sets it to a file path and waits for the file: it holds
+        ``{"run_dir": ..., "pid": ...}``, written whole (a temporary file renamed into place).
+        """
+        target = os.environ.get(ANNOUNCE_VARIABLE)
+        if not target:
+            return
+        path = Path(target)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        try:
+            tmp.write_text(json.dumps({"run_dir": str(self.log_dir), "pid": os.getpid(),
+                                       "experiment_name": self.experiment_name, "framework": self.framework}))
+            os.replace(tmp, path)
+        except OSError as error:
+            self.logger.error(f"cockpit: cannot announce the run in {path}: {error}")
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """The run ended: publish its final status, refuse further commands, stop serving (idempotent)."""
+        if self._finished:
+            return
+        self._finished = True
+        atexit.unregister(self._at_exit)
+        hub = self.message_hub
+        self.trace.flush()
+        if error is None:
+            status, detail = (ev.Status.STOPPED, self.stop_reason) if self.stop_reason else (ev.Status.FINISHED, "")
+        elif isinstance(error, KeyboardInterrupt):
+            status, detail = ev.Status.STOPPED, "interrupted (KeyboardInterrupt)"
+        else:
+            status, detail = ev.Status.FAILED, f"{type(error).__name__}: {error}"
+            hub.update_info("error_traceback", "".join(traceback.format_exception(error)))
+        self._iter_pending = None
+        hub.update_info_dict({"epoch": self.epoch, "iter": self.iter})
+        hub.set_status(status, detail)
+        self.control.close("the run ended before the command could be applied")
+        self._stack.close()
+
+    def _at_exit(self) -> None:
+        # The process is ending and the framework never said the run ended (it raised, say).
+        error = getattr(sys, "last_value", None)
+        self.finish(error if error is not None else RuntimeError("the process exited while training"))
+
+    def patch(self, owner: Any, name: str, value: Any) -> None:
+        """Set ``owner.name`` on this instance until the run ends (then the original comes back)."""
+        had_own = name in vars(owner)
+        previous = vars(owner).get(name)
+        setattr(owner, name, value)
+
+        def restore() -> None:
+            if had_own:
+                setattr(owner, name, previous)
+            else:
+                with contextlib.suppress(AttributeError):
+                    delattr(owner, name)
+
+        self._stack.callback(restore)
+
+    def keep_log_file(self, header: str = "", logger: logging.Logger | None = None) -> None:
+        """Write ``logger``'s records (``self.logger``'s by default) to ``<run folder>/<timestamp>.log`` until the
+        run ends (rank 0); a new file starts with ``header`` (which goes to no console)."""
+        if not self.main:
+            return
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        path = self.log_dir / f"{self.timestamp}.log"
+        if header and not path.exists():
+            path.write_text(header.rstrip("\n") + "\n")
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(message)s"))
+        logger = logger or self.logger
+        logger.addHandler(handler)
+        self._stack.callback(handler.close)
+        self._stack.callback(logger.removeHandler, handler)
+
+    # --- what the framework reports ---------------------------------------------------------------
+    def show_iter(self, value: int) -> None:
+        """The iteration under way, for the views: sent at most every ``SHOW_INTERVAL`` (and at a safe point
+        where commands are applied, so a paused run shows where it stands)."""
+        self._iter_pending = value
+        now = time.perf_counter()
+        if now - self._iter_shown >= SHOW_INTERVAL:
+            self._iter_shown = now
+            self._iter_pending = None
+            self.message_hub.update_info("iter", value)
+
+    def _show_pending_iter(self) -> None:
+        if self._iter_pending is not None:
+            value, self._iter_pending = self._iter_pending, None
+            self._iter_shown = time.perf_counter()
+            self.message_hub.update_info("iter", value)
+
+    def progress(self, **info: Any) -> None:
+        """Update runtime info (``epoch``, ``iter``, ``max_iters``...) that changed."""
+        hub = self.message_hub
+        current = hub.runtime_info
+        for key, value in info.items():
+            if current.get(key, _MISSING) != value:
+                hub.update_info(key, value)
+
+    def scalars(self, values: dict[str, Any], step: int) -> None:
+        """Publish scalars at training iteration ``step``; values that are not numbers are skipped."""
+        hub = self.message_hub
+        for key, value in values.items():
+            try:
+                hub.update_scalar(key, value, step)
+            except (TypeError, ValueError, RuntimeError):
+                continue
+
+    def show_speed(self) -> None:
+        """Iterations per second and ETA from the recent ``train/time`` (a few times a second at most)."""
+        now = time.monotonic()
+        if now - self._speed_shown < 0.5:
+            return
+        self._speed_shown = now
+        hub = self.message_hub
+        history = hub.log_scalars.get("train/time")
+        mean = history.mean() if history is not None else 0.0
+        if mean > 0:
+            total = self.max_iters
+            hub.update_info("iters_per_sec", 1.0 / mean)
+            if total:
+                hub.update_info("eta", mean * max(0, total - self.iter))
+
+    def checkpoint_saved(self, path: str | Path, epoch: int | None = None, iteration: int | None = None) -> None:
+        """A checkpoint is complete on disk (rank 0)."""
+        path = str(Path(path).resolve())
+        self.message_hub.record_checkpoint(path, self.epoch if epoch is None else epoch,
+                                           self.iter if iteration is None else iteration)
+        self.message_hub.update_info("last_ckpt", path)
+
+    def forget_removed_checkpoints(self) -> None:
+        """Tell views about checkpoints the framework deleted (rotation)."""
+        for entry in self.message_hub.checkpoints:
+            if not Path(entry["path"]).exists():
+                self.message_hub.record_checkpoint_removed(entry["path"], "deleted by the framework")
+
+    def validating(self, active: bool) -> None:
+        """Validation started (True) or ended (False)."""
+        hub = self.message_hub
+        if active and hub.status == ev.Status.RUNNING:
+            hub.set_status(ev.Status.VALIDATING)
+        elif not active and hub.status == ev.Status.VALIDATING:
+            hub.set_status(ev.Status.RUNNING)
+
+    def take_held(self) -> float:
+        """Seconds spent in safe points since the last call (a hook's timing leaves them out)."""
+        held, self.held_seconds = self.held_seconds, 0.0
+        return held
+
+    # --- the safe point ----------------------------------------------------------------------------
+    def safe_point(self) -> None:
+        """Apply commands and serve stop and save requests (training thread, at an iteration's end).
+
+        A paused run waits here. With several processes, rank 0's commands reach every rank through
+        ``broadcast``, about every 100 ms of training, and every rank applies them at the same step.
+        """
+        began = time.perf_counter()
+        self.trace.flush()
+        if self.control.paused or self.control.pending_count():
+            self._show_pending_iter()
+        if self.world_size > 1:
+            self._agree()
+        else:
+            self.control.drain(lambda: self.steering.stop_requested is not None)
+        self._serve_requests()
+        self.held_seconds += time.perf_counter() - began
+
+    def _serve_requests(self) -> None:
+        steering = self.steering
+        say = self.logger.info if self.main else lambda message: None  # every rank acts; rank 0 says so
+        if steering.save_requested is not None:
+            reason, steering.save_requested = steering.save_requested, None
+            say(f"cockpit: {self.save_checkpoint(reason)} ({reason})")
+        if steering.stop_requested is not None:
+            reason, steering.stop_requested = steering.stop_requested, None
+            self.stop_reason = reason
+            if steering.stop_saves:
+                say(f"cockpit: {self.save_checkpoint(reason)} ({reason})")
+            say(f"cockpit: stopping: {reason}")
+            self.end_training(reason)
+
+    def _agree(self) -> None:
+        """Rank 0 takes the queued commands and broadcasts them; every rank applies them."""
+        self._sync_countdown -= 1
+        if self._sync_countdown > 0:
+            return
+        control = self.control
+        while True:
+            requests = control.take_pending() if self.main else []
+            message = None
+            if self.main:
+                started, since = self._sync_clock
+                done = self.iter - since
+                per_iter = (time.perf_counter() - started) / done if done > 0 else 0.0
+                countdown = max(1, min(1000, int(0.1 / per_iter))) if per_iter > 0 else 1
+                message = ([(r.id, r.name, r.args) for r in requests], countdown)
+            specs, self._sync_countdown = self.broadcast(message)
+            self._sync_clock = (time.perf_counter(), self.iter)
+            if self.main:
+                control.apply_requests(requests)
+            else:
+                control.apply_mirrored(specs)
+            if not control.paused or self.steering.stop_requested is not None:
+                return
+            if self.main:
+                control.wait_for_commands(0.2)  # paused: every rank waits in the next broadcast
+
+
+_MISSING = object()
+
+
+def _set_lr(run: AdaptedRun, assignment: str) -> str:
+    """``set``: Cockpit's handler, per optimizer, on its groups and the schedulers that drive them."""
+    targets = run.lr_targets()
+    if not targets:
+        raise CommandRejected("this run has no optimizer yet")
+    set_lr = next(c for c in builtin_commands() if c.name == SET).handler
+    messages = []
+    for groups, schedulers in targets:
+        view = SimpleNamespace(optim_wrapper=SimpleNamespace(param_groups=groups), param_schedulers=list(schedulers),
+                               iter=run.iter, message_hub=run.message_hub)
+        messages.append(set_lr(view, assignment))
+    return "; ".join(messages)
+
+
+def resolve_checkpoint(which: str, known: Iterable[str | Path], latest: str | Path | None = None,
+                       best: str | Path | None = None, folders: Sequence[Path] = ()) -> Path:
+    """The checkpoint a user means: ``latest``, ``best``, a path, or a file or folder name in ``folders``.
+
+    Raises:
+        CommandRejected: nothing by that name, with the names that exist.
+    """
+    known = [Path(k) for k in known]
+    if which == "latest":
+        if latest is None or not Path(latest).exists():
+            raise CommandRejected("no checkpoint has been saved yet" if latest is None
+                                  else f"the latest checkpoint {latest} is gone")
+        return Path(latest).resolve()
+    if which == "best":
+        if not best or not Path(best).exists():
+            raise CommandRejected("there is no best checkpoint (save_best / monitor not set, or none saved yet)")
+        return Path(best).resolve()
+    path = Path(which).expanduser()
+    candidates = [path] if path.is_absolute() else [*(folder / path for folder in folders), path]
+    candidates += [k for k in known if k.name == which]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate.resolve()
+    names = sorted({k.name for k in known if k.exists()})
+    raise CommandRejected(f"no checkpoint {which!r}; "
+                          + (f"known: {', '.join(names)}, 'latest' or 'best'" if names else "none saved yet"))
+
+
+__all__ = ["ANNOUNCE_VARIABLE", "AdaptedRun", "HookEntry", "HookTrace", "HubLogHandler", "Steering", "resolve_checkpoint"]
