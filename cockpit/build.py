@@ -37,6 +37,7 @@ RUNNER_KEYS = (
     "val_dataloader", "val_evaluator", "val_cfg", "test_dataloader", "test_evaluator", "test_cfg",
     "default_hooks", "custom_hooks", "load_from", "resume", "launcher", "env_cfg", "log_processor",
     "log_level", "randomness", "auto_scale_lr", "visualizer", "default_scope",
+    "health_guard",  # Cockpit's own (COCKPIT_HOOK_KEYS below)
 )
 
 #: MMEngine's default hooks; ``default_hooks`` in a config overrides or (with None) removes them.
@@ -94,6 +95,47 @@ def runner_arguments(cfg: Any) -> dict[str, Any]:
     return {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in kwargs.items()}
 
 
+#: Cockpit's own top-level keys, each standing for a hook that MMEngine does not have (so they stay out
+#: of ``DEFAULT_HOOKS``, which mirrors MMEngine): absent means on with its defaults, None turns it off.
+COCKPIT_HOOK_KEYS: dict[str, str] = {"health_guard": "HealthGuardHook"}
+
+
+def cockpit_hooks(cfg: Mapping[str, Any], file: str | None = None) -> list[Any]:
+    """The hooks Cockpit's own top-level keys ask for (``health_guard=dict(...)``), checked and built.
+
+    Raises:
+        ConfigError: a value that is not a dict, True or None; an unknown sub-key (named, with the
+            allowed ones); a bad value.
+    """
+    hooks = []
+    for key, type_name in COCKPIT_HOOK_KEYS.items():
+        value = cfg.get(key, {})
+        if value is None or value is False:
+            continue
+        if value is True:
+            value = {}
+        if hasattr(value, "to_dict"):
+            value = value.to_dict()
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} must be a dict of options, True or None, got {value!r}", file=file, key=key,
+                              fix=f"write {key}=dict(...) to configure it, or {key}=None to turn it off")
+        module, _, name = BUILTINS[type_name].partition(":")
+        hook_type = getattr(importlib.import_module(module), name)
+        allowed = [p for p in inspect.signature(hook_type).parameters if p != "self"]
+        unknown = [k for k in value if k not in allowed]
+        if unknown:
+            close = difflib.get_close_matches(str(unknown[0]), allowed, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"{key} has no option {unknown[0]!r}", file=file, key=f"{key}.{unknown[0]}",
+                              fix=f"{hint}{key} takes: {', '.join(allowed)} (or {key}=None to turn it off)")
+        try:
+            hooks.append(hook_type(**value))
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"bad value in {key}: {error}", file=file, key=key,
+                              fix=f"check the values under {key}") from None
+    return hooks
+
+
 def merged_default_hooks(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
     """MMEngine's default hooks with ``default_hooks`` applied (a None value removes one)."""
     merged: dict[str, Any] = dict(DEFAULT_HOOKS)
@@ -112,6 +154,7 @@ BUILTINS: dict[str, str] = {
     "LoggerHook": "cockpit.hooks.logger:LoggerHook",
     "ParamSchedulerHook": "cockpit.hooks.param_scheduler:ParamSchedulerHook",
     "CheckpointHook": "cockpit.hooks.checkpoint:CheckpointHook",
+    "HealthGuardHook": "cockpit.hooks.health:HealthGuardHook",
     "EpochBasedTrainLoop": "cockpit.loops:EpochBasedTrainLoop",
     "IterBasedTrainLoop": "cockpit.loops:IterBasedTrainLoop",
     "ValLoop": "cockpit.loops:ValLoop",

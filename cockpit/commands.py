@@ -79,7 +79,8 @@ class Command:
             ``CommandRejected`` for bad ones. Without it, the count of arguments is checked.
         confirm: a question to ask before sending it (``str.format``-ed with the arguments), or None.
         while_paused: whether it is applied while the run is paused (otherwise it waits for continue).
-        when: when views offer it: ``'live'`` (while the run takes commands), ``'running'`` or ``'paused'``.
+        when: when views offer it: ``'live'`` (while the run takes commands), ``'running'``, ``'paused'``,
+            or ``'alert'`` (while the health guard holds the run).
     """
 
     name: str
@@ -96,8 +97,9 @@ class Command:
     def __post_init__(self) -> None:
         # ``args=("text",)`` (names only) is short for ``args=(Arg("text"),)``.
         object.__setattr__(self, "args", tuple(Arg(a) if isinstance(a, str) else a for a in self.args))
-        if self.when not in ("live", "running", "paused"):
-            raise ValueError(f"command {self.name!r}: when must be 'live', 'running' or 'paused', got {self.when!r}")
+        if self.when not in ("live", "running", "paused", "alert"):
+            raise ValueError(f"command {self.name!r}: when must be 'live', 'running', 'paused' or 'alert', "
+                             f"got {self.when!r}")
         if not self.label:
             object.__setattr__(self, "label", self.name.capitalize())
 

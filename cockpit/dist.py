@@ -102,6 +102,15 @@ def _slurm_environment() -> None:
     os.environ.setdefault("MASTER_PORT", "29500")
 
 
+def peak_memory_mb() -> float:
+    """This process's peak memory in MiB: its GPU's allocations when it uses one, else its resident set."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def default_device() -> torch.device:
     """This process's GPU (``LOCAL_RANK`` under torchrun) when there is one, else the CPU."""
     if torch.cuda.is_available():

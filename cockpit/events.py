@@ -19,6 +19,10 @@ Where each fires:
 ``CommandAccepted`` ``ControlQueue.submit``: a command was queued (its id)
 ``CommandFinished`` the training thread, once a command was applied, rejected
                    or failed, with a message saying what happened
+``GuardTripped``   the health guard (hooks/health.py): a non-finite value, a loss
+                   spike, a stall or a straggler paused the run; views ring the
+                   bell and show the choices (the runtime info ``guard_alert``
+                   holds the active alert, None once it is resolved)
 =================  ==========================================================
 """
 
@@ -161,11 +165,25 @@ class CommandFinished(Event):
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class GuardTripped(Event):
+    """The health guard paused the run: ``kind`` (``nonfinite``, ``spike``, ``stall``, ``straggler``),
+    what it saw, the iteration, the commands that answer it, what happens with no answer, and when
+    (``deadline``, a wall-clock time)."""
+
+    kind: str
+    message: str
+    step: int
+    choices: tuple
+    fallback: str = ""
+    deadline: float = 0.0
+
+
 #: Every event class by name: what ``decode_event`` accepts.
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (ScalarUpdated, InfoUpdated, StageEntered, StageTimed, HooksChanged, LogRecorded,
-                CheckpointSaved, CheckpointRemoved, StatusChanged, CommandAccepted, CommandFinished)
+                CheckpointSaved, CheckpointRemoved, StatusChanged, CommandAccepted, CommandFinished, GuardTripped)
 }
 _FIELDS: dict[type, tuple[str, ...]] = {
     cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in EVENT_TYPES.values()
@@ -201,7 +219,7 @@ def decode_event(data: dict[str, Any]) -> Event:
         raise UnknownEvent(f"bad {cls.__name__} event: {error}") from None
 
 
-_TUPLE_FIELDS = frozenset({"calls", "table", "args"})
+_TUPLE_FIELDS = frozenset({"calls", "table", "args", "choices"})
 
 
 def _tupled(value: Any) -> Any:

@@ -5,6 +5,8 @@ MMEngine acts on more of a config than its ``Runner`` arguments: ``env_cfg``,
 written for MMEngine must behave the same here, or fail with an error that says
 what to write instead; never be ignored. Names MMEngine does not act on
 (``data_root``, ``train_pipeline``, ...) are plain config variables and stay allowed.
+Cockpit's own top-level keys (``COCKPIT_KEYS``) are accepted here and checked where they are
+built (``build.cockpit_hooks``).
 """
 
 from __future__ import annotations
@@ -29,12 +31,20 @@ REFUSED: dict[str, str] = {
     "efficient_conv_bn_eval": "remove it (Cockpit does not rewrite conv-bn pairs)",
 }
 
+#: Cockpit's own top-level keys (MMEngine has none of them): ``health_guard=dict(...)`` or None.
+COCKPIT_KEYS = ("health_guard",)
+
 #: MMEngine visualizer backends that map onto Cockpit's writers (the LoggerHook's ``backends``).
 VIS_BACKENDS = {"LocalVisBackend": "json", "TensorboardVisBackend": "tensorboard"}
 
 
 def check_top_level(cfg: Mapping[str, Any], file: str | None) -> None:
     """Refuse, with the fix, every top-level key MMEngine acts on that Cockpit would otherwise ignore."""
+    for key in COCKPIT_KEYS:
+        value = cfg.get(key)
+        if value is not None and not isinstance(value, (bool, Mapping)):
+            raise ConfigError(f"{key} must be a dict of options, True or None, got {value!r}", file=file, key=key,
+                              fix=f"write {key}=dict(...) to configure it, or {key}=None to turn it off")
     for key, fix in REFUSED.items():
         if cfg.get(key) is not None:
             raise ConfigError(f"{key} is an MMEngine key that Cockpit does not support", file=file, key=key, fix=fix)

@@ -63,7 +63,7 @@ class Runner:
                  randomness: Mapping | None = None, auto_scale_lr: Mapping | None = None,
                  visualizer: Mapping | None = None, default_scope: str | None = None, cfg: Mapping | None = None,
                  log_to_console: bool = True, trust_checkpoints: bool = False, serve: bool | str = False,
-                 timestamp: str | None = None) -> None:
+                 timestamp: str | None = None, health_guard: Mapping | bool | None = True) -> None:
         self.cfg = copy.deepcopy(cfg) if isinstance(cfg, Config) else Config(cfg or {})
         self._builder = build.Builder(self.cfg.filename, default_scope)
         mmengine_keys.check_top_level(self.cfg, self.cfg.filename)
@@ -118,6 +118,9 @@ class Runner:
         self.steering = Steering(self, agreement=bool(self.env_cfg.get("command_agreement", True)))
         backends = mmengine_keys.visualizer_backends(visualizer, self.cfg.filename)
         self.register_hooks(mmengine_keys.with_backends(default_hooks, backends), custom_hooks)
+        # Cockpit's own hooks (not MMEngine's): after the config's, their priorities place them.
+        for hook in build.cockpit_hooks({"health_guard": health_guard}, self.cfg.filename):
+            self.register_hook(hook, key="health_guard")
 
     @classmethod
     def from_cfg(cls, cfg: Mapping | str | os.PathLike, **overrides: Any) -> Runner:

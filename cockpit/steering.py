@@ -10,7 +10,11 @@ A command that fails never ends the run.
 
 In a distributed run every rank reaches the same safe points; rank 0 takes the
 commands and all ranks apply them at the same one, agreed through one small
-all-reduce about every 100 ms of training.
+all-reduce about every 100 ms of training. The same all-reduce carries whether
+any rank is paused (a rank's health guard may pause it: every rank then pauses at
+that agreement) and, when a ``HealthProbe`` is attached, one row of health
+figures per rank (each rank fills its own slots, zeros elsewhere, so the maximum
+is every rank's row): no second collective.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cockpit import events as ev
 from cockpit.commands import Command, CommandRejected, CommandSet, builtin_commands
@@ -32,6 +36,16 @@ from cockpit.dist import all_reduce_max, broadcast_object, is_distributed, is_ma
 
 if TYPE_CHECKING:
     from cockpit.interface import RunContext
+
+
+class HealthProbe(Protocol):
+    """What rides on the agreement all-reduce for the health guard: one row of figures per rank."""
+
+    def health_row(self) -> list[float]:
+        """This rank's figures (all >= 0; the same length on every rank)."""
+
+    def receive_health(self, rows: list[list[float]]) -> None:
+        """Every rank's row, in rank order (called on every rank after each agreement)."""
 
 
 @dataclass
@@ -231,9 +245,17 @@ class Steering:
         self.stop_saves = True
         self.stop_reason: str | None = None
         self.signal_note: str | None = None
+        # Set by a stop signal and never cleared: a second one, even during the stop's own
+        # save (after ``stop_requested`` was taken), exits at once.
+        self.stop_signalled = False
         # Distributed runs agree on commands every few iterations (about every 100 ms).
         self._sync_countdown = 1
         self._sync_clock = (time.perf_counter(), 0)
+        self.health: HealthProbe | None = None
+
+    def attach_health(self, probe: HealthProbe | None) -> None:
+        """Carry ``probe``'s per-rank row on the agreement all-reduce (None detaches it)."""
+        self.health = probe
 
     @property
     def paused(self) -> bool:
@@ -301,12 +323,24 @@ class Steering:
             # last iteration's at once); no iteration since the last agreement: no estimate.
             done = run.iter - since_iter
             per_iter = (now - started) / done if main and done > 0 else 0.0
-            pending, stop, save, iter_time = all_reduce_max([
+            health, rank = self.health, run.rank
+            row = health.health_row() if health is not None else []
+            width = len(row)
+            rows = [0.0] * (width * run.world_size)
+            rows[rank * width:(rank + 1) * width] = row
+            reduced = all_reduce_max([
                 control.pending_count() if main else 0,
                 1 if self.stop_requested is not None else 0,
                 1 if self.save_requested is not None else 0,
                 per_iter,
+                1 if control.paused else 0,
+                *rows,
             ])
+            pending, stop, save, iter_time, paused = reduced[:5]
+            if paused and not control.paused and not stop and not run.stopping:
+                self.set_paused(True)  # another rank (its health guard) paused: every rank holds here
+            if health is not None:
+                health.receive_health([reduced[5 + r * width:5 + (r + 1) * width] for r in range(run.world_size)])
             if pending:
                 requests = control.take_pending() if main else []
                 specs = broadcast_object([(r.id, r.name, r.args) for r in requests] if main else None)
@@ -338,10 +372,11 @@ class Steering:
         # lock, so logging or waking anything from here could deadlock. The safe point logs.
         def on_stop(signum: int, frame: Any) -> None:
             name = signal.Signals(signum).name
-            if self.stop_requested is not None or self.run.stopping:
+            if self.stop_signalled or self.stop_requested is not None or self.run.stopping:
                 raise KeyboardInterrupt(f"second {name}: exiting at once")
             self.signal_note = (f"received {name}: finishing this iteration, saving a checkpoint, then stopping "
                                 "(send it again to exit at once)")
+            self.stop_signalled = True
             self.stop_saves = True
             self.stop_requested = f"received {name}"
             self.control.paused = False
@@ -359,4 +394,4 @@ class Steering:
                 signal.signal(sig, handler)
 
 
-__all__ = ["Command", "CommandRejected", "CommandRequest", "ControlQueue", "Steering"]
+__all__ = ["Command", "CommandRejected", "CommandRequest", "ControlQueue", "HealthProbe", "Steering"]

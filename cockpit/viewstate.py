@@ -34,6 +34,7 @@ from cockpit.events import (
     CommandAccepted,
     CommandFinished,
     Event,
+    GuardTripped,
     HooksChanged,
     InfoUpdated,
     LogRecorded,
@@ -119,12 +120,15 @@ class CommandInfo:
         """Whether its first argument is a checkpoint (views offer it on their checkpoint lists)."""
         return bool(self.required) and self.required[0].kind == "checkpoint"
 
-    def offered(self, status: str) -> bool:
+    def offered(self, status: str, alert: bool = False) -> bool:
         """Whether a view offers it while the run is in ``status`` (ended or not: sending is refused then).
 
         ``when`` says: ``'live'`` always, ``'paused'`` only while paused, ``'running'`` while not
-        paused. So two commands sharing a key (pause, continue) never show at once.
+        paused, ``'alert'`` only while the health guard holds the run (``alert``). So two commands
+        sharing a key (pause, continue) never show at once.
         """
+        if self.when == "alert":
+            return alert and status == Status.PAUSED
         if self.when == "paused":
             return status == Status.PAUSED
         if self.when == "running":
@@ -162,6 +166,9 @@ class RunState:
             (``outcome`` is ``'queued'`` until the run reports it).
         outcomes: the recent finished ones, oldest first.
         last_command: the request that changed last.
+        guard_alert: the health guard's active alert (``kind``, ``message``, ``step``, ``choices``,
+            ``fallback``, ``deadline``), or None; views show it as a banner and ring the bell once
+            (``take_guard_bell``).
         needs_snapshot: set when events were missed or the hub was reloaded; the feeder takes a snapshot.
         snapshots: how many snapshots were loaded.
         changed: the parts (``PARTS``) changed since ``take_changes``.
@@ -190,6 +197,8 @@ class RunState:
         self.requests: dict[str, dict[str, Any]] = {}
         self.outcomes: deque[dict[str, Any]] = deque(maxlen=max_requests)
         self.last_command: dict[str, Any] | None = None
+        self.guard_alert: dict[str, Any] | None = None
+        self._guard_bell = False
         self.needs_snapshot = False
         self.snapshots = 0
         self.changed: set[str] = set(PARTS)
@@ -224,6 +233,11 @@ class RunState:
         """The ids of commands accepted but not yet reported applied, rejected or failed."""
         # A copy first: the thread that sends a command notes it here too.
         return [key for key, entry in list(self.requests.items()) if entry["outcome"] == "queued"]
+
+    def take_guard_bell(self) -> bool:
+        """True once per new guard alert: the view rings the terminal bell (or its equivalent)."""
+        ring, self._guard_bell = self._guard_bell, False
+        return ring
 
     def command(self, name: str) -> CommandInfo | None:
         """The run's command called ``name`` (None when it offers none)."""
@@ -317,6 +331,8 @@ class RunState:
         self.removed_checkpoints = []
         self.markers = [dict(m) for m in snapshot.get("markers", [])]
         self.commands = _commands(self.info.get("commands"))
+        alert = self.info.get("guard_alert")
+        self._set_guard_alert(dict(alert) if isinstance(alert, dict) else None)
         records = [tuple(record) for record in snapshot.get("logs", [])]
         self.logs.clear()
         self.logs.extend(records)
@@ -382,6 +398,8 @@ class RunState:
         if key == "commands":
             self.commands = _commands(value)
             self._touch("commands")
+        if key == "guard_alert":
+            self._set_guard_alert(dict(value) if isinstance(value, dict) else None)
         self._touch("info")
 
     def _stage_entered(self, event: StageEntered) -> None:
@@ -424,6 +442,11 @@ class RunState:
     def _command_finished(self, event: CommandFinished) -> None:
         self.record_outcome(event.id, event.name, event.outcome, event.message)
 
+    def _guard_tripped(self, event: GuardTripped) -> None:
+        self._set_guard_alert({"kind": event.kind, "message": event.message, "step": event.step,
+                               "choices": list(event.choices), "fallback": event.fallback,
+                               "deadline": event.deadline})
+
     # --- inside -----------------------------------------------------------------------------
     def _request(self, command_id: str, name: str, args: Iterable[str], outcome: str,
                  message: str) -> dict[str, Any]:
@@ -434,6 +457,18 @@ class RunState:
         self.last_command = entry
         self._touch("outcomes")
         return entry
+
+    def _set_guard_alert(self, alert: dict[str, Any] | None) -> None:
+        """A new alert rings the bell once; the same alert again (a snapshot) does not; None clears it."""
+        known = self.guard_alert
+        if alert is not None and (known is None or (known.get("kind"), known.get("step"))
+                                  != (alert.get("kind"), alert.get("step"))):
+            self._guard_bell = True
+        if alert is None:
+            self._guard_bell = False
+        if alert != known:
+            self.guard_alert = alert
+            self._touch("status")  # views show the alert with the status (a banner)
 
     def _touch(self, *parts: str) -> None:
         self.changed.update(parts)
@@ -453,6 +488,7 @@ _APPLY: dict[type[Event], Callable[[RunState, Any], None]] = {
     StatusChanged: RunState._status_changed,
     CommandAccepted: RunState._command_accepted,
     CommandFinished: RunState._command_finished,
+    GuardTripped: RunState._guard_tripped,
 }
 
 

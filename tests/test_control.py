@@ -108,7 +108,7 @@ def command_events(events: list[ev.Event]) -> list[ev.Event]:
 
 # --- refused at once --------------------------------------------------------------------------
 @pytest.mark.parametrize(("name", "args", "reason"), [
-    ("bogus", [], "unknown command 'bogus'; this run understands: continue, pause, resume, save, set, stop, val"),
+    ("bogus", [], "unknown command 'bogus'; this run understands: continue, guard-continue, guard-rollback, guard-stop, pause, resume, save, set, stop, val"),
     ("set", ["lr=abc"], "'abc' is not a number"),
     ("set", ["momentum=0.5"], "only the learning rate can be set"),
     ("set", ["lr=-1"], "finite number >= 0"),
@@ -513,7 +513,8 @@ def test_hook_commands_are_listed_checked_applied_and_cannot_hurt_the_run(tmp_pa
     assert listed["note"]["usage"] == "note <text>" and listed["note"]["label"] == "Note"
     assert {"explode", "refuse", "save", "val", "resume", "pause", "continue", "stop", "set"} <= set(listed)
     assert runner.control.submit("bogus").message.startswith("unknown command 'bogus'; this run understands: "
-                                                            "continue, explode, note, pause, refuse, resume")
+                                                            "continue, explode, guard-continue, guard-rollback, guard-stop, "
+                                                            "note, pause, refuse, resume")
     runner.train()
     by_name = {r.name: [] for r in script.requests}
     for request in script.requests:

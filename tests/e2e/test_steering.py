@@ -197,7 +197,9 @@ def test_ctl_help_lists_the_runs_commands_with_those_of_its_hooks(run):
     assert re.fullmatch(r"\s+note <text>\s+put a note in the run info", listed["note"])
     assert re.fullmatch(r"\s+resume <checkpoint>( \[\w+\])*\s+load a checkpoint .*", listed["resume"])
     assert "checkpoint: a checkpoint name or path, 'latest' or 'best'" in result.stdout
-    assert {"val", "save", "resume", "pause", "continue", "stop", "set", "note"} == set(listed)
+    # The health guard's commands too (its hook is on by default).
+    assert {"val", "save", "resume", "pause", "continue", "stop", "set", "note",
+            "guard-continue", "guard-rollback", "guard-stop"} == set(listed)
 
 
 def test_ls_shows_the_run_finished_once_it_ends(run):

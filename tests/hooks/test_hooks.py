@@ -48,6 +48,13 @@ DEFAULT_ORDER = [
 
 # --- helpers ----------------------------------------------------------------------------
 
+
+@pytest.fixture
+def make_runner(make_runner):
+    """MMEngine's hooks alone: these tests compare hook orders with MMEngine's, which has no health guard
+    (Cockpit's own hook, on by default; tests/hooks/test_health_guard.py covers it)."""
+    return lambda **overrides: make_runner(**{"health_guard": False, **overrides})
+
 def make_hook_class(name: str, stages: tuple[str, ...] = ("before_run",), priority=None,
                     log: list | None = None) -> type[Hook]:
     """A Hook subclass called ``name`` overriding ``stages``; each call appends ``(stage, name)`` to ``log``."""

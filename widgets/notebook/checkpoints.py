@@ -95,7 +95,7 @@ class CheckpointList(widgets.VBox):
             for command_name, button in row.buttons.items():
                 command = state.command(command_name)
                 button.disabled = not enabled
-                button.layout.display = None if command is None or command.offered(state.status) else "none"
+                button.layout.display = None if command is None or command.offered(state.status, state.guard_alert is not None) else "none"
         if not enabled:
             self.confirm.cancel()
 

@@ -83,7 +83,7 @@ class ControlBar(widgets.VBox):
             self._build(state.commands)
         live = connected and not state.ended
         for command in self._commands:
-            shown = command.offered(state.status)
+            shown = command.offered(state.status, state.guard_alert is not None)
             for widget in (self._buttons.get(command.name), *self._fields.get(command.name, ())):
                 if widget is not None:
                     widget.layout.display = None if shown else "none"

@@ -103,6 +103,7 @@ class CockpitView(widgets.VBox):
         self.header = widgets.HTML(header_html(RunState()))
         self.progress_bar = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="45%"))
         self.progress_text = widgets.HTML(progress_html(RunState()))
+        self.guard = widgets.HTML("", layout=widgets.Layout(display="none"))
         self.controls = ControlBar(send)
         self.plot = ScalarPlot(max_points=max_points)
         self.hooks = HookTable()
@@ -113,7 +114,7 @@ class CockpitView(widgets.VBox):
         side = widgets.VBox([self.checkpoints, self.run_log], layout=widgets.Layout(width="46%", grid_gap="8px"))
         bottom = widgets.HBox([widgets.Box([self.hooks], layout=widgets.Layout(width="54%")), side],
                               layout=widgets.Layout(width="100%", grid_gap="16px"))
-        super().__init__([self.header, progress_row, self.controls, self.plot.figure, bottom],
+        super().__init__([self.header, progress_row, self.guard, self.controls, self.plot.figure, bottom],
                          layout=widgets.Layout(width="100%", max_width="1400px", border="1px solid #e1e4e8",
                                                padding="8px 12px", grid_gap="6px"))
 
@@ -134,6 +135,8 @@ class CockpitView(widgets.VBox):
             self.progress_bar.value = min(done, max(total, 1))
             self.progress_bar.bar_style = PROGRESS_STYLES.get(state.status, "")
             self.progress_text.value = progress_html(state)
+            self.guard.value = guard_html(state.guard_alert)
+            self.guard.layout.display = "none" if state.guard_alert is None else ""
         if changes & {"scalars", "markers"}:
             self.plot.show(state)
         if state.ended and not self._published:
@@ -155,6 +158,20 @@ class CockpitView(widgets.VBox):
         for child in _descendants(self):
             child.close()
         super().close()
+
+
+def guard_html(alert: dict[str, Any] | None) -> str:
+    """The health guard's banner: what tripped and the choices (the Guard buttons below), or nothing."""
+    if alert is None:
+        return ""
+    message = html.escape(str(alert.get("message") or alert.get("kind") or "the run needs a look"))
+    step = alert.get("step")
+    where = f" (iter {step})" if isinstance(step, int) else ""
+    fallback = alert.get("fallback")
+    after = (f" Without an answer: <b>{html.escape(str(fallback))}</b>." if fallback else "")
+    return ("<div style='background:#fff1f0;border:1px solid #c62828;border-radius:4px;padding:6px 10px'>"
+            f"<b style='color:#c62828'>⚠ Health guard</b>: {message}{where}. The run is paused: choose "
+            f"<i>Guard: continue</i>, <i>roll back</i> or <i>stop</i> below.{after}</div>")
 
 
 def _descendants(widget: widgets.Widget) -> list[widgets.Widget]:

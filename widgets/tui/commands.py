@@ -37,7 +37,7 @@ def palette_entries(app: CommandHost) -> list[tuple[str, Callable[[], object], s
     """``(title, callback, help)`` for every command the run offers now, then the view's actions."""
     with app.lock:
         status = app.state.status
-        commands = [command for command in app.state.commands if command.offered(status)]
+        commands = [command for command in app.state.commands if command.offered(status, app.state.guard_alert is not None)]
     entries: list[tuple[str, Callable[[], object], str]] = [
         (command.label, partial(app.run_command, command), command.description) for command in commands]
     entries += [(title, partial(app.perform, action), help_text) for title, action, help_text in VIEW_ACTIONS]
