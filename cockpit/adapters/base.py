@@ -346,6 +346,8 @@ class AdaptedRun:
             status, detail = (ev.Status.STOPPED, self.stop_reason) if self.stop_reason else (ev.Status.FINISHED, "")
         elif isinstance(error, KeyboardInterrupt):
             status, detail = ev.Status.STOPPED, "interrupted (KeyboardInterrupt)"
+        elif type(error).__name__ == "SIGTERMException" and self.stop_reason:
+            status, detail = ev.Status.STOPPED, self.stop_reason  # Lightning's way to end a fit on SIGTERM
         else:
             status, detail = ev.Status.FAILED, f"{type(error).__name__}: {error}"
             hub.update_info("error_traceback", "".join(traceback.format_exception(error)))

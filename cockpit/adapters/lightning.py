@@ -357,6 +357,15 @@ class CockpitCallback(Callback):
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.run.batch_ended(outputs)
+        if getattr(trainer, "received_sigterm", False) and self.run.stop_reason is None and trainer.world_size == 1:
+            # Lightning ends the fit with SIGTERMException right after this batch: save first, as a
+            # Cockpit run does on SIGTERM, so the run is resumable from here. One process only: the
+            # ranks of a DDP fit learn of the signal at different batches, and a save is collective.
+            self.run.stop_reason = "received SIGTERM"
+            message = self.run.save_checkpoint("received SIGTERM")
+            if self.run.main:
+                self.run.logger.warning(f"cockpit: received SIGTERM: {message}; stopping")
+            return
         self.run.safe_point()
 
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,23 @@ def test_a_finished_and_a_failed_fit_say_so(tmp_path):
         assert run.exit_code() != 0
         assert run.state.status_detail == "RuntimeError: failing on purpose at step 3"
         assert run.record()["status"] == "failed"
+    finally:
+        run.end()
+
+
+def test_sigterm_saves_then_stops_the_fit(tmp_path):
+    run = start(tmp_path / "term")
+    try:
+        run.release()
+        run.wait(lambda s: s.info.get("iter", 0) >= 3, "a few steps")
+        run.process.send_signal(signal.SIGTERM)
+        run.wait_status("stopped")
+        assert run.state.status_detail == "received SIGTERM"
+        run.exit_code()
+        record = run.record()
+        assert record["status"] == "stopped", record
+        saved = list((tmp_path / "term").glob("**/cockpit-epoch=*-step=*.ckpt"))
+        assert saved, "no checkpoint was saved on SIGTERM"
     finally:
         run.end()
 
