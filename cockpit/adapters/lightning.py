@@ -388,8 +388,16 @@ class CockpitCallback(Callback):
         self.run.progress(epoch=trainer.current_epoch, iter=trainer.global_step)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        if self.run is not None:
-            self.run.finish(exception)
+        if self.run is None:
+            return
+        if type(exception).__name__ == "SIGTERMException" and self.run.stop_reason is None:
+            # The signal came after this batch's end: Lightning raised at the next batch's start,
+            # between two steps, so the state is whole and can still be saved (one process only).
+            self.run.stop_reason = "received SIGTERM"
+            if trainer.world_size == 1:
+                message = self.run.save_checkpoint("received SIGTERM")
+                self.run.logger.warning(f"cockpit: received SIGTERM: {message}; stopping")
+        self.run.finish(exception)
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self.run is not None and stage == "fit":
