@@ -9,6 +9,13 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, SelectionList
 
 
+class _Checklist(SelectionList[str]):
+    """A SelectionList whose enter applies the choice (space toggles): a plain one toggles on enter too,
+    which left esc as the only way out."""
+
+    BINDINGS = [Binding("enter", "screen.done", "show", show=False)]
+
+
 class SeriesScreen(ModalScreen[list[str] | None]):
     """A checklist of the run's scalars; returns the chosen keys (enter), or None (escape)."""
 
@@ -27,6 +34,9 @@ class SeriesScreen(ModalScreen[list[str] | None]):
         background: $surface;
         padding: 0 1;
     }
+    SeriesScreen Label {
+        width: 100%;
+    }
     SeriesScreen SelectionList {
         height: auto;
         max-height: 20;
@@ -41,7 +51,7 @@ class SeriesScreen(ModalScreen[list[str] | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label("Series in the main plot (space toggles, enter shows, esc cancels)")
-            yield SelectionList[str](*((key, key, key in self.chosen) for key in self.keys))
+            yield _Checklist(*((key, key, key in self.chosen) for key in self.keys))
 
     def action_done(self) -> None:
         self.dismiss(list(self.query_one(SelectionList).selected))
