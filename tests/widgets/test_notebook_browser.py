@@ -194,7 +194,8 @@ def test_the_widget_in_jupyterlab(lab, tmp_path):
             page.get_by_text(re.compile(r"^stopped$")).first.wait_for(timeout=PATIENCE * 1000)
             wait_until(lambda: run_record(root)["status"] == "stopped", what="run.json to say stopped")
             for name in ("Pause", "Save checkpoint", "Validate", "Stop"):
-                assert page.get_by_role("button", name=name).is_disabled()
+                # The kernel redraws the widget on its next frame, and the browser then hears of it.
+                playwright_api.expect(page.get_by_role("button", name=name)).to_be_disabled(timeout=PATIENCE * 1000)
             page.screenshot(path=str(folder / "notebook-page.png"), full_page=True)
         finally:
             browser.close()
