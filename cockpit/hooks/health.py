@@ -67,7 +67,9 @@ class HealthGuardHook(Hook):
 
     Args:
         nonfinite: watch for a non-finite loss or gradient norm.
-        spike_threshold: robust z-score above which a loss is a spike; None: no spike check.
+        spike_threshold: robust z-score above which a loss is a spike (8.0 is a good start); None (the
+            default): no spike check. Off by default: on small noisy runs, a converged loss's outlier
+            batches are many robust deviations, and a false alarm pauses the run.
         spike_window: how many recent losses the median and MAD come from.
         spike_min_history: losses needed before spikes are judged.
         spike_patience: how many losses in a row must be over the limit: one outlier batch (a few hard
@@ -89,7 +91,7 @@ class HealthGuardHook(Hook):
 
     priority = Priority.ABOVE_NORMAL
 
-    def __init__(self, nonfinite: bool = True, spike_threshold: float | None = 8.0, spike_window: int = 100,
+    def __init__(self, nonfinite: bool = True, spike_threshold: float | None = None, spike_window: int = 100,
                  spike_min_history: int = 20, spike_patience: int = 3, spike_progress: float = 0.5,
                  stall_factor: float | None = 20.0, stall_min_seconds: float = 300.0,
                  straggler_factor: float | None = 1.3, straggler_action: str = "warn", fallback: str = "rollback",

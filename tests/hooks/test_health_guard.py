@@ -205,7 +205,7 @@ def test_a_loss_spike_trips_the_guard(tmp_path):
 
 
 def test_one_outlier_batch_is_no_spike(tmp_path):
-    runner = build(tmp_path, dict(answer_timeout=0.2, spike_min_history=8), [Poison(12, scale=1e4)],
+    runner = build(tmp_path, dict(answer_timeout=0.2, spike_min_history=8, spike_threshold=8.0), [Poison(12, scale=1e4)],
                    optim_wrapper=dict(optimizer=dict(type="SGD", lr=1e-4)))
     runner.train()
     assert runner.message_hub.status == "finished"
@@ -214,7 +214,7 @@ def test_one_outlier_batch_is_no_spike(tmp_path):
 
 def test_a_normal_noisy_loss_does_not_trip(tmp_path):
     cfg_model = dict(type=tiny_cfg("x")["model"]["type"], dropout=0.3)
-    runner = build(tmp_path, dict(answer_timeout=0.2, spike_min_history=8), model=cfg_model,
+    runner = build(tmp_path, dict(answer_timeout=0.2, spike_min_history=8, spike_threshold=8.0), model=cfg_model,
                    train_cfg=dict(by_epoch=True, max_epochs=6, val_interval=10))
     runner.train()
     assert runner.message_hub.status == "finished"
