@@ -39,6 +39,7 @@ from cockpit.channel.auth import CONNECTION_FILE, ConnectionError_
 from cockpit.channel.client import RunClient
 
 from .tui_fixtures import build_snapshot
+from .tui_fixtures import until as wait_until
 
 #: Narrow and short: the log is the only bottom tab shown and the aux plots fold away, so frames
 #: are cheap and the Pilot's wait for an idle process after each key stays short.
@@ -167,14 +168,8 @@ class CockpitUnderTest(CockpitApp):
 
 
 async def until(pilot, condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    """Let the app run until ``condition()`` is true; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
+    """``tui_fixtures.until`` with this module's patience (a live run on a loaded machine)."""
+    return await wait_until(pilot, condition, what, timeout)
 
 
 async def wait_off_app(condition: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
