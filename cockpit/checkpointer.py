@@ -39,7 +39,7 @@ from cockpit import checkpoint as ckpt
 from cockpit.errors import CheckpointError
 from cockpit.events import Status
 from cockpit.hooks.checkpoint import CheckpointHook
-from cockpit.restore import RestorePlan, unwrap_model
+from cockpit.restore import RestorePlan, abandoned_branch, kept_branches, unwrap_model
 from cockpit.version import __version__
 
 if TYPE_CHECKING:
@@ -72,6 +72,11 @@ class Checkpointer:
         self.best_ckpts: dict[str, str] = {}  # by the hub's name for it: best_ckpt, best_ckpt_<key>
         # The file this run resumed from, while no newer checkpoint has been written: rotation spares it.
         self.resumed_source: str | None = None
+        # A fork's parent (``{"parent", "checkpoint", "forked_at"}``), published as the hub's
+        # ``lineage`` when the run restores the checkpoint it was forked from.
+        self.lineage: dict[str, Any] | None = None
+        # The optimizer settings (``lr``, ``momentum``...) a fork's config changed: they win over the file's.
+        self.fork_options: frozenset[str] = frozenset()
 
     # --- where -----------------------------------------------------------------------------
     @property
@@ -373,14 +378,86 @@ class Checkpointer:
         if checkpoint is None:
             checkpoint = self.read(filename)
         plan = RestorePlan.check(self.run, self.hooks, checkpoint, filename, resume_optimizer, resume_param_scheduler)
-        plan.apply(self.run)
+        forking = self._is_fork_source(plan.filename)
+        configured = self._optimizer_settings() if forking else []
+        plan.apply(self.run, self._info_after_restore(plan))
+        if forking:
+            self._apply_fork_options(configured)
         if plan.records is not None:
             self.load_state_dict(plan.records)
         else:
             self.last_ckpt, self.keep_ckpt_ids, self.best_ckpts = None, [], {}
             self._adopt_hub_records()
+        if not ckpt.is_inside(Path(filename), self.folders()):
+            self._forget_foreign_records()
         self.resumed_source = str(filename)
         return plan.checkpoint
+
+    def _info_after_restore(self, plan: RestorePlan) -> dict[str, Any]:
+        """Runtime info the restored hub gets on top of the checkpoint's: the segment a jump back
+        abandons (``branches``), and a fork's ``lineage`` when this is the checkpoint it forked from."""
+        info: dict[str, Any] = {}
+        branches = kept_branches(self.run.message_hub, abandoned_branch(self.run.message_hub, plan.iteration,
+                                                                        plan.filename))
+        if branches is not None:
+            info["branches"] = branches
+        if self._is_fork_source(plan.filename):
+            info["lineage"] = {**self.lineage, "forked_at": plan.iteration}
+        return info
+
+    def _is_fork_source(self, filename: str) -> bool:
+        return self.lineage is not None and Path(self.lineage["checkpoint"]).resolve() == Path(filename).resolve()
+
+    def _optimizer_settings(self) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups as the config built them (without their parameters)."""
+        wrapper = self.run.optim_wrapper
+        groups = wrapper.optimizer.param_groups if wrapper is not None else []
+        return [{key: value for key, value in group.items() if key != "params"} for group in groups]
+
+    def _apply_fork_options(self, configured: list[dict[str, Any]]) -> None:
+        """Give a fork the optimizer settings its config changed; the checkpoint's state set the rest.
+
+        A changed ``lr`` scales the restored one (and the schedulers' base values) by the ratio of
+        the new to the old configured rate, so a schedule continues from where it was, scaled.
+        """
+        wrapper = self.run.optim_wrapper
+        if wrapper is None or not self.fork_options:
+            return
+        for group, fresh in zip(wrapper.optimizer.param_groups, configured, strict=False):
+            for name in sorted(self.fork_options & set(fresh)):
+                if name == "lr":
+                    old = group.get("initial_lr", group["lr"])
+                    new = fresh.get("initial_lr", fresh["lr"])
+                    ratio = new / old if old else 1.0
+                    group["lr"] = group["lr"] * ratio if old else new
+                    if "initial_lr" in group:
+                        group["initial_lr"] = new
+                else:
+                    group[name] = fresh[name]
+        configured_lrs = [fresh.get("initial_lr", fresh.get("lr")) for fresh in configured]
+        if "lr" in self.fork_options:
+            for scheduler in self.run.param_schedulers or []:
+                inner = getattr(scheduler, "scheduler", scheduler)
+                if hasattr(inner, "base_lrs"):
+                    inner.base_lrs = configured_lrs[: len(inner.base_lrs)]
+        self.run.logger.info(f"fork: the config's optimizer settings win over the checkpoint's: "
+                             f"{', '.join(sorted(self.fork_options))}")
+
+    def _forget_foreign_records(self) -> None:
+        """After a resume from another run's checkpoint (a fork), forget the files that run wrote: this
+        run must never rotate or replace them. A record of a file outside this run's folders goes."""
+        folders = self.folders()
+        if self.last_ckpt and not ckpt.is_inside(Path(self.last_ckpt), folders):
+            self.last_ckpt = None
+        self.best_ckpts = {key: path for key, path in self.best_ckpts.items() if ckpt.is_inside(Path(path), folders)}
+        hub = self.run.message_hub
+        for key, value in list(hub.runtime_info.items()):
+            # The score stays (a new best must beat it); the file is the other run's.
+            if key.startswith("best_ckpt") and isinstance(value, str) and not ckpt.is_inside(Path(value), folders):
+                hub.pop_info(key)
+        if not any((self.folder / self.filename_tmpl.format(step)).is_file() for step in self.keep_ckpt_ids):
+            self.keep_ckpt_ids = []
+        self._mirror()
 
     def auto_resume(self, resume: Callable[[Path], Any]) -> Path:
         """``resume=True``: resume from the newest good checkpoint, falling back past corrupt ones.

@@ -17,6 +17,12 @@ An MMEngine checkpoint is first mapped onto Cockpit's layout (``mmengine_checkpo
 code outside Cockpit; if one hook refuses its state, those already loaded get theirs back and
 nothing else has changed), then the weights, optimizer, schedulers, hub, records, position and
 random states, which were all checked.
+
+A live resume that jumps back abandons what the run did after the checkpoint. That segment is
+kept, not lost: ``abandoned_branch`` takes each scalar's points after the checkpoint's iteration
+(at most ``BRANCH_POINTS`` each, every bucket's lowest and highest kept so a divergence still
+shows), and the hub's ``branches`` info holds the last ``MAX_BRANCHES`` of them, saved in every
+checkpoint with the rest of the hub, so views draw them dimmed beside the history.
 """
 
 from __future__ import annotations
@@ -37,7 +43,11 @@ from cockpit.errors import CheckpointError
 
 if TYPE_CHECKING:
     from cockpit.hooks.dispatch import HookDispatcher
+    from cockpit.hub import MessageHub
     from cockpit.interface import RunContext
+
+#: The most points an abandoned branch keeps of each scalar, and how many branches a run keeps.
+BRANCH_POINTS, MAX_BRANCHES = 512, 8
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -131,10 +141,11 @@ class RestorePlan:
                 self.warnings.append("the global batch size differs from the checkpoint's run; "
                                      "the learning-rate schedule and data position may not match")
 
-    def apply(self, run: RunContext) -> None:
+    def apply(self, run: RunContext, info: Mapping[str, Any] | None = None) -> None:
         """Change the run to the checkpoint's state: hooks first (undone if one fails), then the rest.
 
-        The checkpointer's own records (``self.records``) are its to restore.
+        The checkpointer's own records (``self.records``) are its to restore. ``info`` is runtime
+        info that replaces the checkpoint's in the restored hub (a fork's lineage, the branches).
 
         Raises:
             CheckpointError: a hook refused its state; nothing changed.
@@ -146,7 +157,7 @@ class RestorePlan:
         if self.schedulers is not None:
             for scheduler, state in zip(run.param_schedulers, self.schedulers, strict=True):
                 scheduler.load_state_dict(state)
-        run.message_hub.load_state_dict(self.checkpoint["message_hub"])
+        run.message_hub.load_state_dict(_with_info(self.checkpoint["message_hub"], info or {}))
         loop = run.train_loop
         loop.restore_position(self.epoch, self.iteration, self.batch_in_epoch)
         if run.optim_wrapper is not None:
@@ -171,6 +182,55 @@ class RestorePlan:
                 raise CheckpointError(f"{self.filename}: hook {name} could not load its state "
                                       f"({type(error).__name__}: {error}); nothing was changed") from error
             applied.append((name, hook, before))
+
+
+def _with_info(state: Mapping[str, Any], info: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A hub state (either layout) whose runtime info has ``info`` on top; ``state`` is not changed."""
+    if not info:
+        return state
+    key = "runtime_info" if "log_scalars" in state else "info"
+    return {**state, key: {**state.get(key, {}), **info}}
+
+
+# --- abandoned branches ------------------------------------------------------------------------
+def abandoned_branch(hub: MessageHub, iteration: int, checkpoint: str) -> dict[str, Any] | None:
+    """What the run did after ``iteration``, which a resume to ``checkpoint`` is about to drop, or None.
+
+    ``{"at": iteration, "checkpoint": name, "scalars": {key: {"steps": [...], "values": [...]}}}``,
+    each scalar at most ``BRANCH_POINTS`` points.
+    """
+    scalars = {}
+    for key, history in list(hub.log_scalars.items()):
+        steps, _, lows, highs = history.series()
+        first = next((index for index, step in enumerate(steps) if step > iteration), None)
+        if first is None:
+            continue
+        kept_steps, kept_values = _extremes(steps[first:], lows[first:], highs[first:], BRANCH_POINTS)
+        scalars[key] = {"steps": kept_steps, "values": kept_values}
+    if not scalars:
+        return None
+    return {"at": int(iteration), "checkpoint": os.path.basename(checkpoint), "scalars": scalars}
+
+
+def _extremes(steps: list[int], lows: list[float], highs: list[float], limit: int) -> tuple[list[int], list[float]]:
+    """At most ``limit`` points: each of ``limit // 2`` buckets as its lowest, then highest, point."""
+    if len(steps) <= limit // 2:
+        return [int(s) for s in steps], [float(v) for v in lows]
+    kept: list[tuple[int, float]] = []
+    for bucket in np.array_split(np.arange(len(steps)), limit // 2):
+        low = min(bucket, key=lambda i: lows[i] if np.isfinite(lows[i]) else np.inf)
+        high = max(bucket, key=lambda i: highs[i] if np.isfinite(highs[i]) else -np.inf)
+        points = {int(low): (int(steps[low]), float(lows[low])), int(high): (int(steps[high]), float(highs[high]))}
+        kept += [points[index] for index in sorted(points)]
+    return [step for step, _ in kept], [value for _, value in kept]
+
+
+def kept_branches(hub: MessageHub, branch: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+    """The hub's ``branches`` with ``branch`` added (the newest ``MAX_BRANCHES``), or None if nothing new."""
+    if branch is None:
+        return None
+    earlier = hub.get_info("branches") or []
+    return [*(b for b in earlier if isinstance(b, dict)), branch][-MAX_BRANCHES:]
 
 
 # --- the checks ------------------------------------------------------------------------------
@@ -282,4 +342,4 @@ def _check_rng(state: Any, filename: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
-__all__ = ["RestorePlan", "unwrap_model"]
+__all__ = ["BRANCH_POINTS", "MAX_BRANCHES", "RestorePlan", "abandoned_branch", "kept_branches", "unwrap_model"]

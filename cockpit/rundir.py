@@ -13,12 +13,14 @@ asked, and writes the log file while a loop runs.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from cockpit.config import Config
 from cockpit.hub import MessageHub
@@ -105,6 +107,24 @@ class RunFolder:
             except OSError:
                 pass  # a full disk: the error that ended the run says so, and must not be hidden
 
+
+#: A fork's record of its parent, in its run folder: ``{"parent", "checkpoint", "forked_at"}``.
+LINEAGE_FILE = "lineage.json"
+
+
+def write_lineage(run_dir: Path, record: dict[str, Any]) -> None:
+    """``lineage.json`` in a fork's run folder (``cockpit ls``, the dashboard and ``compare`` read it)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / LINEAGE_FILE).write_text(json.dumps(record, indent=2))
+
+
+def read_lineage(run_dir: str | Path) -> dict[str, Any] | None:
+    """A run folder's lineage, or None: not a fork, or an unreadable file."""
+    try:
+        record = json.loads((Path(run_dir) / LINEAGE_FILE).read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("checkpoint"), str) else None
 
 
 class _HubLogHandler(logging.Handler):

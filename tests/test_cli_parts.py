@@ -91,3 +91,21 @@ def test_the_finished_check_reads_the_config_length():
     assert resume._finished_at({"train_cfg": {"by_epoch": False, "max_iters": 6}}, {"epoch": 0, "iter": 6}) == \
         "iter 6 of 6"
     assert resume._finished_at({"train_cfg": {"type": "MyLoop", "max_epochs": 1}}, {"epoch": 9, "iter": 9}) == ""
+
+
+def test_a_forks_options_pass_to_its_training_process_and_name_the_optimizer_settings(tmp_path):
+    from cockpit.cli.fork import fork_work_dir, optimizer_options
+
+    checkpoint = tmp_path / "work_dirs" / "cfg" / "epoch_3.pth"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.touch()
+    args = parser.build_parser().parse_args(["run", "cfg.py", "--fork-from", str(checkpoint), "--cfg-options",
+                                             "optim_wrapper.optimizer.lr=0.01"])
+    line = parser.run_args(args)
+    assert line[line.index("--fork-from") + 1] == str(checkpoint)
+    assert fork_work_dir(checkpoint.parent, checkpoint) == tmp_path / "work_dirs" / "cfg-fork-epoch_3"
+    (tmp_path / "work_dirs" / "cfg-fork-epoch_3").mkdir()
+    assert fork_work_dir(checkpoint.parent, checkpoint) == tmp_path / "work_dirs" / "cfg-fork-epoch_3-2"
+    assert optimizer_options(["optim_wrapper.optimizer.lr: 0.1 in the checkpoint, 0.01 now",
+                              "optim_wrapper.optimizer.type: 'SGD' in the checkpoint, 'Adam' now",
+                              "model.hidden: 1 in the checkpoint, 2 now"]) == {"lr"}

@@ -33,6 +33,9 @@ A resume whose config differs from the one the checkpoint was trained with is re
 the keys that differ; --force resumes anyway. The length (train_cfg.max_epochs or max_iters)
 may change: that is how a finished run trains further, e.g.
   cockpit run --resume RUN_FOLDER --cfg-options train_cfg.max_epochs=20
+To continue with other options, fork: a new run in a work dir of its own starts from the
+checkpoint (weights, optimizer, schedulers, position) and records its parent, e.g.
+  cockpit run cfg.py --fork-from work_dirs/cfg/epoch_3.pth --cfg-options optim_wrapper.optimizer.lr=0.01
 """
 
 #: Keys a resume may change without --force: where and how the run is started, and its length.

@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN|CKPT",
                      help="continue a run folder, or from a checkpoint (a path or a name in the work dir); "
                           "alone: from the newest checkpoint in the work dir")
+    run.add_argument("--fork-from", metavar="CHECKPOINT",
+                     help="start a new run (a work dir of its own) from a checkpoint of another run: its weights, "
+                          "optimizer, schedulers and position, with this config and --cfg-options; the new run "
+                          "records its parent")
     run.add_argument("--force", action="store_true",
                      help="resume even if the config differs from the one the checkpoint was trained with")
     run.add_argument("--no-tui", action="store_true", help="train in this process, printing plain progress lines")
@@ -79,8 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     attach.add_argument("run", nargs="?", help="a run folder, its connection file, or a folder of runs")
     attach.add_argument("--plain", action="store_true", help="print progress lines instead of the cockpit")
 
-    ls = commands.add_parser("ls", help="list live and finished runs", description="List runs under a folder.")
+    ls = commands.add_parser("ls", help="list live and finished runs (-i: a live dashboard)",
+                             description="List runs under a folder. With -i, a dashboard of them in the terminal, "
+                                         "refreshed live: Enter attaches to a run, space selects runs, c overlays "
+                                         "their scalars.")
     ls.add_argument("root", nargs="?", default="work_dirs", help="where to look (default: ./work_dirs)")
+    ls.add_argument("-i", "--interactive", "--watch", action="store_true", dest="interactive",
+                    help="the runs dashboard (in a terminal; elsewhere the table is printed)")
 
     ctl = commands.add_parser(
         "ctl", parents=[common], add_help=False, help="send one command to a run",
@@ -149,6 +158,9 @@ def run_args(args: argparse.Namespace) -> list[str]:
         line.append("--resume")
     elif isinstance(args.resume, str):
         line += ["--resume", args.resume]
+    if getattr(args, "fork_from", None):
+        line += ["--fork-from", str(Path(args.fork_from).expanduser().resolve())
+                 if Path(args.fork_from).expanduser().is_file() else args.fork_from]
     if args.listen:
         line += ["--listen", args.listen]
     for flag in ("force", "listen_remote", "trust_checkpoint", "debug"):

@@ -31,6 +31,7 @@ class Plan:
     checkpoint: Path | None = None  # the checkpoint a resume reads first (None: no resume, or not checked)
     complete: str = ""  # the checkpoint is the end of the run: what to say instead of training
     notes: list[str] = field(default_factory=list)  # warnings to print before training
+    lineage: dict[str, Any] | None = None  # a fork's parent and what it changed (--fork-from)
 
 
 def _run_folder(path: Path) -> Path:
@@ -123,12 +124,14 @@ def prepare(args: argparse.Namespace) -> Plan:
                          f"cockpit run CONFIG --resume {args.resume}")
     if "LOCAL_RANK" in os.environ and cfg.get("launcher", "none") == "none":
         cfg["launcher"] = "pytorch"  # started by torchrun
+    if getattr(args, "fork_from", None):
+        return _prepare_fork(args, cfg)
     if args.work_dir:
         work_dir = Path(args.work_dir)
     elif run_folder is not None:
         work_dir = run_folder.parent
     else:
-        work_dir = Path(cfg.get("work_dir") or Path("work_dirs") / Path(cfg.filename).stem)
+        work_dir = _config_work_dir(cfg)
     work_dir = work_dir.resolve()
     cfg["work_dir"] = str(work_dir)
     plan = Plan(cfg, work_dir, run_folder)
@@ -147,6 +150,45 @@ def prepare(args: argparse.Namespace) -> Plan:
             cfg["load_from"] = None
     if not args.checked:  # a torchrun worker: its launcher checked it already
         _check_resume(plan, args)
+    return plan
+
+
+def _config_work_dir(cfg: Mapping) -> Path:
+    """The work dir a config names, else MMEngine's ``work_dirs/<config name>``."""
+    return Path(cfg.get("work_dir") or Path("work_dirs") / Path(cfg.filename).stem).resolve()
+
+
+def _prepare_fork(args: argparse.Namespace, cfg: Any) -> Plan:
+    """A fork: the checkpoint (a path, or a name in the config's work dir) checked, a work dir of its own.
+
+    Raises:
+        CheckpointError: the checkpoint is missing, unreadable or not a training checkpoint.
+        UsageError: ``--work-dir`` is where the parent's checkpoints are.
+    """
+    from cockpit.checkpoint import check_cockpit_checkpoint, load_checkpoint
+    from cockpit.cli.fork import check_fork_work_dir, fork_work_dir, lineage
+
+    parent_folders = checkpoint_folders(cfg, _config_work_dir(cfg))
+    try:
+        checkpoint = _find_checkpoint(args.fork_from, parent_folders).resolve()
+        meta = check_cockpit_checkpoint(load_checkpoint(checkpoint, trusted=bool(args.trust_checkpoint)),
+                                        checkpoint)["meta"]
+    except CheckpointError as error:
+        error.hint = ("fork from a complete checkpoint of the parent run: a path, or a name in "
+                      f"{parent_folders[-1]} (`cockpit ls` shows each run's last checkpoint)")
+        raise
+    work_dir = Path(args.work_dir).resolve() if args.work_dir else fork_work_dir(checkpoint.parent, checkpoint)
+    check_fork_work_dir(work_dir, parent_folders, checkpoint)
+    cfg["work_dir"] = str(work_dir)
+    # MMEngine's way to resume from a file outside the work dir: load_from names it, resume=True.
+    cfg["load_from"], cfg["resume"] = str(checkpoint), True
+    changes = config_differences(meta.get("cfg"), cfg.pretty_text)
+    plan = Plan(cfg, work_dir, checkpoint=checkpoint, lineage={**lineage(checkpoint, meta), "changed": changes})
+    done = _finished_at(cfg, meta)
+    if done:
+        length = resume_command(plan, args, longer=True).rsplit(" --cfg-options ", 1)[1]
+        plan.complete = (f"cockpit: nothing to train: {checkpoint.name} is at {done}, the end of the run the fork "
+                         f"would make. Make it longer: add --cfg-options {length}")
     return plan
 
 
@@ -203,8 +245,11 @@ def _check_resume(plan: Plan, args: argparse.Namespace) -> None:
         if not args.force:
             error = CheckpointError(f"resume refused: the config differs from the one {path.name} was trained "
                                     f"with:\n{shown}{more}")
-            error.hint = (f"resume with the run's own config: {resume_command(plan, args, path)}; or pass --force "
-                          "to resume with this one")
+            error.hint = (f"resume with the run's own config: {resume_command(plan, args, path)}; to train on "
+                          f"with the changed options, fork a new run from it: cockpit run "
+                          f"{args.config or plan.cfg.filename} --fork-from {path}"
+                          + (f" --cfg-options {' '.join(args.cfg_options)}" if args.cfg_options else "")
+                          + "; or pass --force to resume with this one in place")
             raise error
         plan.notes.append(f"resuming with a config that differs from {path.name}'s (--force):\n{shown}{more}")
     done = _finished_at(plan.cfg, meta)

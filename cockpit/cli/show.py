@@ -173,6 +173,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from cockpit.views import printable, read_runs, runs_table
 
     root = Path(args.root)
+    if getattr(args, "interactive", False) and sys.stdout.isatty() and sys.stdin.isatty():
+        if not root.is_dir():
+            print(f"no runs under {printable(args.root)} (it does not exist); start one with: cockpit run CONFIG")
+            return EXIT_OK
+        from cockpit.widgets.tui.dashboard import DashboardApp
+
+        DashboardApp(root).run()
+        return EXIT_OK
     runs = read_runs(root) if root.is_dir() else []
     if not runs:
         print(f"no runs under {printable(args.root)}" + ("" if root.is_dir() else " (it does not exist)")

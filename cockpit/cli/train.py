@@ -132,6 +132,8 @@ def _run_here(args: argparse.Namespace) -> int:
             keep.add(CONSOLE_FILE)
     say = print if main else (lambda *a, **k: None)
     say(f"cockpit: run folder {run_dir}", flush=True)
+    if plan.lineage is not None:
+        _start_fork(runner, plan.lineage, run_dir, say)
     _progress(args, "preparing the data and the loops")
     parent = os.getppid()
     try:
@@ -151,6 +153,20 @@ def _run_here(args: argparse.Namespace) -> int:
     else:
         say(f"cockpit: finished; checkpoints in {runner.work_dir}", flush=True)
     return EXIT_OK
+
+
+def _start_fork(runner: Any, lineage: dict[str, Any], run_dir: Path, say: Any) -> None:
+    """Record a fork's parent: in its run folder now, and in the hub once the checkpoint is restored."""
+    from cockpit.cli.fork import optimizer_options
+    from cockpit.rundir import write_lineage
+
+    runner.checkpointer.lineage = lineage
+    runner.checkpointer.fork_options = optimizer_options(lineage["changed"])
+    if runner.is_main_process:
+        write_lineage(run_dir, lineage)
+    parent = lineage["parent"] or "a run not found beside it"
+    say(f"cockpit: forked from {lineage['checkpoint']} (iter {lineage['forked_at']}, run {parent}); "
+        f"checkpoints go to {runner.work_dir}", flush=True)
 
 
 def _failed(error: BaseException, runner: Any, plan: Plan, args: argparse.Namespace) -> int:
@@ -233,6 +249,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--nproc must be at least 1, got {args.nproc}")
     if args.listen:
         args.listen = listen_address(args.listen, args.listen_remote)
+    if args.fork_from is not None:
+        if args.resume is not None:
+            raise UsageError("--fork-from and --resume together: a fork starts a new run from the checkpoint, a resume "
+                             "continues the run that wrote it; give one (cockpit run CONFIG --fork-from CHECKPOINT)")
+        if args.config is None:
+            raise UsageError(f"--fork-from {args.fork_from}: give the config the fork trains with: "
+                             f"cockpit run CONFIG --fork-from {args.fork_from} [--cfg-options KEY=VALUE ...]")
     if args.config is None:
         if isinstance(args.resume, str) and args.resume.endswith(".py") and Path(args.resume).is_file():
             args.config, args.resume = args.resume, True  # `cockpit run --resume cfg.py`
