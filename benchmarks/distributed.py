@@ -1,6 +1,6 @@
 """Command agreement: what a distributed run pays to let every rank apply a command at the same iteration.
 
-In a distributed run, ``Runner.safe_point`` makes all ranks agree, every ~50 ms of
+In a distributed run, ``Runner.safe_point`` makes all ranks agree, every ~100 ms of
 training, on rank 0's queued commands and any rank's stop or save request: one
 all-reduce of four numbers (plus a broadcast when there are commands). This
 benchmark trains the same run with the agreement on and with it switched off
@@ -97,14 +97,14 @@ class Stopwatch(Hook):
 
 
 def count_agreements() -> list[float]:
-    """Count the agreement's all-reduces (the runner's only use of ``all_reduce_max``) and time them.
+    """Count the agreement's all-reduces (the steering's only use of ``all_reduce_max``) and time them.
 
     Returns ``[calls, seconds inside them]``, updated as the runs go.
     """
-    import cockpit.runner as runner_module
+    import cockpit.steering as steering_module
 
     counter = [0, 0.0]
-    original = runner_module.all_reduce_max
+    original = steering_module.all_reduce_max
 
     def counted(values: list[float]) -> list[float]:
         started = time.perf_counter()
@@ -114,7 +114,7 @@ def count_agreements() -> list[float]:
             counter[0] += 1
             counter[1] += time.perf_counter() - started
 
-    runner_module.all_reduce_max = counted
+    steering_module.all_reduce_max = counted
     return counter
 
 

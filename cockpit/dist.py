@@ -50,11 +50,24 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
+def collective_device(backend: str | None = None) -> torch.device:
+    """Where a tensor for a collective of ``backend`` (the default group's when None) must live.
+
+    NCCL only reduces CUDA tensors (on this process's current device); gloo, MPI and the others
+    reduce CPU tensors.
+    """
+    if backend is None:
+        backend = str(dist.get_backend())
+    if backend == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_reduce_max(values: list[float]) -> list[float]:
     """The element-wise maximum of ``values`` over all ranks (one small collective)."""
     if not is_distributed():
         return list(values)
-    tensor = torch.tensor(values, dtype=torch.float64)
+    tensor = torch.tensor(values, dtype=torch.float64, device=collective_device())
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return tensor.tolist()
 

@@ -101,9 +101,10 @@ class BaseModel(nn.Module):
         values: dict[str, torch.Tensor] = {}
         for key, value in losses.items():
             if isinstance(value, torch.Tensor):
-                # mean() makes a new tensor even of a 0-d one: a logged value must not alias a
-                # parameter that the optimizer step then changes.
-                values[key] = value.mean()
+                # A 0-d result of an operation is taken as it is; anything else goes through mean(),
+                # which also makes a new tensor of a 0-d leaf: a logged value must not alias a
+                # parameter (or buffer) that the optimizer step then changes.
+                values[key] = value if value.dim() == 0 and value.grad_fn is not None else value.mean()
             elif isinstance(value, Sequence) and all(isinstance(v, torch.Tensor) for v in value):
                 values[key] = sum(v.mean() for v in value)
             else:

@@ -16,6 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
+#: Device-side skip flags kept at most before the wrapper reads them itself.
+_MAX_UNREAD = 100
+
 
 class NonFiniteLossError(FloatingPointError):
     """The loss was NaN or infinite and the optimizer wrapper was told to stop."""
@@ -49,7 +52,10 @@ class OptimWrapper:
         self.skipped_steps = 0
         self.count = 0
         self.max_counts = -1
-        self.last_grad_norm: float | None = None
+        # The gradient norm of the last clipped step, as a tensor (reading it would stall a GPU).
+        self.last_grad_norm: torch.Tensor | None = None
+        # Device-side "this update's loss was not finite" flags, not read yet (see ``settle``).
+        self._unread_flags: list[torch.Tensor] = []
 
     @staticmethod
     def _check_clip(clip: dict | None) -> dict | None:
@@ -76,6 +82,11 @@ class OptimWrapper:
     def update_params(self, loss: torch.Tensor, loss_value: float | None = None) -> None:
         """Backward ``loss`` and step when an accumulation window is complete.
 
+        A non-finite loss never reaches the weights. An optimizer that can skip a step on the device
+        (PyTorch's fused ones: ``fused=True``) is handed a device-side flag and skips it there, with no
+        host-device sync; the flag is read later, with the logged values (``settle``). Any other
+        optimizer needs the answer before it steps, so the loss is read here (one sync per update).
+
         Args:
             loss: the loss to minimise.
             loss_value: its value as a float, when the caller already has it (saves a sync).
@@ -83,14 +94,13 @@ class OptimWrapper:
         Raises:
             NonFiniteLossError: the loss is NaN or infinite and ``on_nonfinite='stop'``.
         """
+        if loss_value is None and self._skips_on_device():
+            self._update_skipping_on_device(loss)
+            return
         finite = math.isfinite(loss_value) if loss_value is not None else bool(torch.isfinite(loss.detach()).all())
         if not finite:
             if self.on_nonfinite == "stop":
-                raise NonFiniteLossError(
-                    f"the loss is {float(loss.detach().float().mean())} at update {self.count + 1}; training stopped "
-                    "before it reached the weights, so the last checkpoint is the last good state. Lower the "
-                    "learning rate, add clip_grad, or set optim_wrapper.on_nonfinite='skip' to drop such steps"
-                )
+                raise self._nonfinite_error(float(loss.detach().float().mean()), self.count + 1)
             self.skipped_steps += 1
             self.zero_grad()
             self.count += 1
@@ -100,6 +110,48 @@ class OptimWrapper:
         if self.should_update():
             self.step()
             self.zero_grad()
+
+    def _skips_on_device(self) -> bool:
+        """Whether the optimizer takes a device-side skip flag (``found_inf``) and each update is one call."""
+        return self.accumulative_counts == 1 and getattr(self.optimizer, "_step_supports_amp_scaling", False)
+
+    def _update_skipping_on_device(self, loss: torch.Tensor) -> None:
+        nonfinite = torch.isfinite(loss.detach()).all().logical_not()
+        self.backward(self.scale_loss(loss))
+        self.count += 1
+        self.optimizer.found_inf = nonfinite.float()  # the fused kernels leave everything as it was
+        try:
+            self.step()
+        finally:
+            del self.optimizer.found_inf
+        self.zero_grad()
+        self._unread_flags.append(nonfinite)
+        if len(self._unread_flags) >= _MAX_UNREAD:
+            self.settle()  # nobody read them (no RuntimeInfoHook): a bounded delay all the same
+
+    def settle(self) -> None:
+        """Read the device-side skip flags kept since the last call (one sync for all of them).
+
+        Raises:
+            NonFiniteLossError: a skipped loss was non-finite and ``on_nonfinite='stop'``.
+        """
+        if not self._unread_flags:
+            return
+        flags, self._unread_flags = self._unread_flags, []
+        read = torch.stack(flags).tolist()
+        skipped = sum(read)
+        if skipped and self.on_nonfinite == "stop":
+            update = self.count - len(read) + read.index(True) + 1
+            raise self._nonfinite_error(float("nan"), update)
+        self.skipped_steps += skipped
+
+    @staticmethod
+    def _nonfinite_error(value: float, update: int) -> NonFiniteLossError:
+        return NonFiniteLossError(
+            f"the loss is {value} at update {update}; training stopped before it reached the weights, so the "
+            "last checkpoint is the last good state. Lower the learning rate, add clip_grad, or set "
+            "optim_wrapper.on_nonfinite='skip' to drop such steps"
+        )
 
     def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
         if self.accumulative_counts == 1:
@@ -134,7 +186,7 @@ class OptimWrapper:
             nn.utils.clip_grad_value_(params, self.clip_grad["clip_value"])
         else:
             options = {k: v for k, v in self.clip_grad.items() if k != "type"}
-            self.last_grad_norm = float(nn.utils.clip_grad_norm_(params, **options))
+            self.last_grad_norm = nn.utils.clip_grad_norm_(params, **options)
 
     def optim_context(self, model: nn.Module) -> contextlib.AbstractContextManager:
         """The context of a forward pass: skips DDP's gradient sync inside an accumulation window."""
@@ -211,6 +263,9 @@ class AmpOptimWrapper(OptimWrapper):
             for p in group["params"]:
                 return p.device
         return torch.device("cpu")
+
+    def _skips_on_device(self) -> bool:
+        return False  # the GradScaler hands the optimizer its own found_inf flag
 
     def backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()

@@ -129,7 +129,7 @@ class ControlQueue:
 
         While paused, commands declared ``while_paused=False`` stay queued until ``continue``.
         """
-        if not self._queue and not self.paused:
+        if not self.has_work():
             return  # the common case, every iteration: no lock taken
         self._apply_pending()
         while self.paused and not stopping():
@@ -137,6 +137,10 @@ class ControlQueue:
                 if not any(r.command.while_paused for r in self._queue):
                     self._wakeup.wait(timeout=0.2)
             self._apply_pending()
+
+    def has_work(self) -> bool:
+        """Whether ``drain`` has anything to do: a queued command, or the run is paused (no lock taken)."""
+        return bool(self._queue) or self.paused
 
     def open(self) -> None:
         """Accept commands (a run starts)."""
@@ -248,6 +252,9 @@ class Steering:
         # Set by a stop signal and never cleared: a second one, even during the stop's own
         # save (after ``stop_requested`` was taken), exits at once.
         self.stop_signalled = False
+        # Seconds the training thread spent held at safe points (paused, applying commands,
+        # serving saves): the IterTimerHook leaves them out of data time, iteration time and the ETA.
+        self.held_seconds = 0.0
         # Distributed runs agree on commands every few iterations (about every 100 ms).
         self._sync_countdown = 1
         self._sync_clock = (time.perf_counter(), 0)
@@ -286,8 +293,13 @@ class Steering:
             if self.agreement:
                 self._agree()
             return
+        if not self.control.has_work() and self.save_requested is None and self.stop_requested is None \
+                and self.signal_note is None:
+            return  # the common case, every iteration: nothing to time
+        started = time.perf_counter()
         self.control.drain(self.stopping)
         self._serve_requests()
+        self.held_seconds += time.perf_counter() - started
 
     def _serve_requests(self) -> None:
         run = self.run
@@ -317,6 +329,7 @@ class Steering:
             return
         control, main, run = self.control, is_main_process(), self.run
         while True:
+            round_started = time.perf_counter()
             started, since_iter = self._sync_clock
             now = time.perf_counter()
             # Per training iteration, not per safe point (the one between epochs follows the
@@ -355,10 +368,14 @@ class Steering:
             self._serve_requests()
             self._sync_countdown = max(1, min(1000, int(0.1 / iter_time))) if iter_time > 0 else 1
             self._sync_clock = (time.perf_counter(), run.iter)
+            if pending or save or stop or paused:
+                self.held_seconds += time.perf_counter() - round_started
             if not control.paused or run.stopping:
                 return
             if main:
+                waited = time.perf_counter()
                 control.wait_for_commands(0.2)  # paused: every rank waits here, in the collective
+                self.held_seconds += time.perf_counter() - waited
 
     # --- signals ----------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -470,3 +470,18 @@ def test_a_read_only_checkpoint_folder_names_the_folder_and_the_last_good_one(sm
     assert f"{folder} is on a read-only file system" in message
     assert f"The last good checkpoint is {folder / 'epoch_1.pth'}" in message
     load_checkpoint(folder / "epoch_1.pth")
+
+
+def test_a_save_skips_torchs_zip_crc_and_leaves_the_option_as_it_was(tmp_path):
+    # The checkpoint's CRC32C covers the contents; torch's software zip CRC-32 was half of a save.
+    from cockpit.checkpoint import load_checkpoint as load_checked
+    from cockpit.checkpoint import save_checkpoint as save_atomic
+
+    before = torch.serialization.get_crc32_options()
+    path = save_atomic({"meta": {}, "state_dict": {"w": torch.arange(10.0)}}, tmp_path / "a.pth")
+    assert torch.serialization.get_crc32_options() == before
+    import zipfile
+
+    assert all(record.CRC == 0 for record in zipfile.ZipFile(path).infolist()), "torch's zip CRC-32 was computed"
+    assert torch.equal(torch.load(path, weights_only=True)["state_dict"]["w"], torch.arange(10.0))
+    assert load_checked(path)["meta"]["checksum"].startswith("crc32c:")

@@ -377,3 +377,25 @@ def test_state_dict_round_trip(wrapper_cls):
     assert_same(params(model), params(twin))
     if wrapper_cls is AmpOptimWrapper:
         assert "loss_scaler" in state
+
+
+@pytest.mark.parametrize("on_nonfinite", ["skip", "stop"])
+def test_a_fused_optimizer_skips_a_nonfinite_step_on_the_device(on_nonfinite):
+    from cockpit.optim import NonFiniteLossError
+
+    model = linear_model()
+    wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, fused=True),
+                           on_nonfinite=on_nonfinite)
+    wrapper.update_params(loss_of(model, batches(1)[0]))
+    before = copy.deepcopy(params(model))
+    wrapper.update_params(loss_of(model, batches(1)[0]) * float("nan"))  # no sync: nothing raised yet
+    assert_same(params(model), before)
+    assert wrapper.skipped_steps == 0
+    if on_nonfinite == "stop":
+        with pytest.raises(NonFiniteLossError, match="at update 2"):
+            wrapper.settle()
+        return
+    wrapper.settle()
+    assert wrapper.skipped_steps == 1
+    wrapper.update_params(loss_of(model, batches(1)[0]))
+    assert not all(torch.equal(a, b) for a, b in zip(params(model), before, strict=True)), "training did not go on"

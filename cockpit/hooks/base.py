@@ -63,6 +63,12 @@ class Hook:
 
     priority: ClassVar[int | str | Priority] | int | str | Priority = Priority.NORMAL
     stages: ClassVar[tuple[str, ...]] = STAGES
+    #: Whether the hook may read the step's logged values (``train/loss``...) from the message hub at
+    #: every training iteration. The ``RuntimeInfoHook`` keeps them as tensors until someone needs
+    #: them (reading a GPU tensor stalls the device's queue); while a hook that says True overrides
+    #: ``before_train_iter`` or ``after_train_iter``, it publishes them every iteration. Cockpit's own
+    #: hooks say False and say when they read instead.
+    reads_every_iteration: ClassVar[bool] = True
 
     def before_run(self, runner: RunContext) -> None:
         """Once, before any loop runs."""

@@ -62,6 +62,7 @@ class CheckpointHook(Hook):
     """
 
     priority = Priority.VERY_LOW
+    reads_every_iteration = False
     rule_map = {"greater": lambda x, y: x > y, "less": lambda x, y: x < y}
     init_value_map = {"greater": -inf, "less": inf}
     _default_greater_keys = ["acc", "top", "AR@", "auc", "precision", "mAP", "mDice", "mIoU", "mAcc", "aAcc"]

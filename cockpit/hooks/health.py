@@ -19,14 +19,13 @@ trips again. A NaN must not reach the weights, so a wrapper at ``on_nonfinite='s
 to ``'skip'`` in a one-process run: the guard pauses where MMEngine would fail or train on (a
 difference on purpose; ``health_guard=None`` turns it off). Under DDP a NaN loss still fails the run.
 
-Cost. The guard reads no tensor where a value is already read: the ``RuntimeInfoHook`` (a default
-hook, running before it) reads each step's logged values in one transfer into the hub, and the
-guard takes the loss and gradient norm from there as floats. So it adds no host-device sync on a
-GPU; on the CPU a step is a clock read, two deque appends, a dict look-up and one comparison (the
-median and MAD are refreshed every ``refresh`` steps). Without that hook it reads the loss tensor:
-``float()`` on the CPU; on a GPU it keeps the detached tensors and reads them with one ``tolist()``
-every ``device_read_interval`` steps (checks then come that many steps late; a skipped NaN update
-never reached the weights).
+Cost. The guard reads no tensor itself: the ``RuntimeInfoHook`` (a default hook) keeps each step's
+logged values on the device and hands them to the guard, each with its step, when it reads them
+(one transfer for all), at the latest every ``device_read_interval`` steps. So between those points
+the guard makes no host-device sync; a trip names the step the bad value came from, and a NaN step
+the wrapper skipped never reached the weights. A step costs a clock read and a deque append; a
+value a dict look-up and one comparison (the median and MAD are refreshed every ``refresh`` steps).
+Without that hook it keeps the loss tensors itself and reads them the same way.
 """
 
 from __future__ import annotations
@@ -46,6 +45,7 @@ from cockpit import events as ev
 from cockpit.commands import Arg, Command, CommandRejected, _resume, _set
 from cockpit.dist import peak_memory_mb
 from cockpit.hooks.base import DataBatch, Hook
+from cockpit.hooks.runtime_info import RuntimeInfoHook
 from cockpit.notify import Notifier
 from cockpit.priority import Priority
 
@@ -85,11 +85,12 @@ class HealthGuardHook(Hook):
         answer_timeout: seconds to wait for an answer before the fallback.
         notify_command: argv run per alert (no shell; the alert as JSON on stdin and in env vars).
         notify_webhook: a URL that gets a POST with the alert as JSON; notify_timeout: seconds either may take.
-        device_read_interval: on a GPU, read the losses every this many steps (one sync for all).
+        device_read_interval: read the step's values at least every this many steps (one sync for all of them).
         refresh: recompute the median and MAD every this many steps.
     """
 
     priority = Priority.ABOVE_NORMAL
+    reads_every_iteration = False  # it reads the step's values as the RuntimeInfoHook publishes them
 
     def __init__(self, nonfinite: bool = True, spike_threshold: float | None = None, spike_window: int = 100,
                  spike_min_history: int = 20, spike_patience: int = 3, spike_progress: float = 0.5,
@@ -134,8 +135,7 @@ class HealthGuardHook(Hook):
         self._losses: deque[float] = deque(maxlen=spike_window)
         self._center, self._scale, self._upper = 0.0, math.inf, math.inf
         self._until_refresh = spike_min_history  # the first refresh comes once the window has enough
-        self._loss_seen = self._grad_seen = -1  # each history's count when last read
-        self._grad_from_wrapper = True  # False once a RuntimeInfoHook publishes the norm (and clears it)
+        self._source: RuntimeInfoHook | None = None  # the hook that publishes the step's values to us
         self._watch_grad = False  # only a wrapper that clips by norm reports one
         self._step_times: deque[float] = deque(maxlen=100)
         self._pending: list[tuple[int, Any]] = []
@@ -143,7 +143,7 @@ class HealthGuardHook(Hook):
         self._suspended = True  # outside training iterations (validation, before the first step)
         self._deadline, self._fallback_sent = math.inf, False
         self._stragglers: set[int] = set()
-        self._on_device = self._distributed = self._switched = self._nan_loss_trips = False
+        self._distributed = self._switched = self._nan_loss_trips = False
         self._scalars: dict[str, Any] = {}  # the hub's histories (replaced by a resume: taken again then)
         self._runner: RunContext | None = None
         self._watcher: threading.Thread | None = None
@@ -164,9 +164,10 @@ class HealthGuardHook(Hook):
         self._nan_loss_trips = self.nonfinite and (self._switched or getattr(wrapper, "on_nonfinite", None) != "skip")
         clip = getattr(wrapper, "clip_grad", None)
         self._watch_grad = self.nonfinite and isinstance(clip, Mapping) and clip.get("type", "norm") == "norm"
-        self._on_device = next((p.device.type != "cpu" for p in runner.model.parameters()), False)
         attach = getattr(runner.steering, "attach_health", None)
-        self._grad_from_wrapper = not any(type(h).__name__ == "RuntimeInfoHook" for h in getattr(runner, "hooks", ()))
+        self._source = next((h for h in getattr(runner, "hooks", ()) if isinstance(h, RuntimeInfoHook)), None)
+        if self._source is not None:
+            self._source.add_reader(self._read_values, self.device_read_interval)
         if attach is not None and self._distributed:
             attach(self)
         self._beat()
@@ -175,6 +176,10 @@ class HealthGuardHook(Hook):
         self._watcher.start()
 
     def after_train(self, runner: RunContext) -> None:
+        if self._pending:
+            self._read_pending(runner)
+        if self._source is not None:
+            self._source.remove_reader(self._read_values)
         self._stop_watching.set()
         self._suspended = True
 
@@ -198,48 +203,46 @@ class HealthGuardHook(Hook):
         if self.alert is None and runner.message_hub.get_info("guard_alert") is not None:
             runner.message_hub.pop_info("guard_alert")
         self._scalars = runner.message_hub.log_scalars
-        self._loss_seen = self._grad_seen = -1
         self._pending.clear()
         self._beat()
 
     def after_train_iter(self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None,
                          outputs: dict | None = None) -> None:
-        # Every step passes here: the common case (a finite loss below the spike limit) is a few
-        # attribute reads and one comparison; anything else takes the careful path.
+        # Every step passes here: a clock read and a deque append. The values are checked as the
+        # RuntimeInfoHook publishes them (``_read_values``), at most ``device_read_interval`` steps late.
         now = _clock()
         if self._suspended:
             self._suspended = False
         else:
             self._step_times.append(now - self._last_tick)
         self._last_tick = now
-        read = self._scalars.get("train/loss")
-        if read is not None and read.count != self._loss_seen:  # already read by the RuntimeInfoHook
-            self._loss_seen = read.count
-            value = read.current()
-            if _NEG_INF < value < self._upper:
+        if self._source is not None:
+            return
+        # No RuntimeInfoHook: keep the loss tensors and read them together.
+        if outputs and (loss := outputs.get("loss")) is not None:
+            self._pending.append((runner.iter, loss.detach()))
+            if len(self._pending) >= self.device_read_interval:
+                self._read_pending(runner)
+        if self._watch_grad:
+            norm = getattr(runner.optim_wrapper, "last_grad_norm", None)
+            if norm is not None and not math.isfinite(norm) and self.alert is None:
+                self.trip(runner, "nonfinite", f"the gradient norm is {float(norm)}", runner.iter)
+
+    def _read_values(self, runner: RunContext, step: int, values: dict[str, float]) -> None:
+        """Check one step's published values (a ``RuntimeInfoHook`` reader)."""
+        loss = values.get("loss")
+        if loss is not None:
+            if _NEG_INF < loss < self._upper:  # the common case: a few attribute reads and one comparison
                 self._over = 0
-                self._losses.append(value)
+                self._losses.append(loss)
                 self._until_refresh -= 1
                 if self._until_refresh <= 0:
                     self._refresh()
             else:
-                self._check_loss(runner, value, runner.iter)
-        elif outputs and (loss := outputs.get("loss")) is not None:
-            if self._on_device:
-                self._pending.append((runner.iter, loss.detach()))
-                if len(self._pending) >= self.device_read_interval:
-                    self._read_pending(runner)
-            else:
-                self._check_loss(runner, float(loss), runner.iter)
-        if self._watch_grad:
-            read = self._scalars.get("train/grad_norm")
-            if read is not None and read.count != self._grad_seen:
-                self._grad_seen = read.count
-                norm = read.current()
-            else:
-                norm = getattr(runner.optim_wrapper, "last_grad_norm", None) if self._grad_from_wrapper else None
-            if norm is not None and not math.isfinite(norm) and self.alert is None:
-                self.trip(runner, "nonfinite", f"the gradient norm is {norm}", runner.iter)
+                self._check_loss(runner, loss, step)
+        norm = values.get("grad_norm")
+        if self._watch_grad and norm is not None and not math.isfinite(norm) and self.alert is None:
+            self.trip(runner, "nonfinite", f"the gradient norm is {norm}", step)
 
     # --- checks -------------------------------------------------------------------------------
     def _read_pending(self, runner: RunContext) -> None:

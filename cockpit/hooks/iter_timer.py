@@ -17,9 +17,14 @@ class IterTimerHook(Hook):
 
     It also keeps the info ``eta`` (seconds left, from the mean iteration time since
     the run or resume started) and ``iters_per_sec`` current, at most four times a second.
+
+    Time the run spent held at a safe point (paused, applying a command, saving on request:
+    ``runner.steering.held_seconds``) is no part of any iteration: it counts neither as data
+    time nor as iteration time, so the speed and the ETA do not jump after a pause.
     """
 
     priority = Priority.NORMAL
+    reads_every_iteration = False
 
     def __init__(self) -> None:
         self._last = 0.0
@@ -27,9 +32,19 @@ class IterTimerHook(Hook):
         self._time_sum = 0.0
         self._count = 0
         self._info_at = -1.0
+        self._held = 0.0  # the steering's held seconds at the last stamp
 
     def _start(self, runner: RunContext) -> None:
         self._last = time.perf_counter()
+        self._held = _held_seconds(runner)
+
+    def _since_last(self, runner: RunContext, now: float) -> float:
+        """Seconds since the last stamp, less the time held at safe points meanwhile."""
+        held = _held_seconds(runner)
+        if held != self._held:
+            self._last += held - self._held
+            self._held = held
+        return now - self._last
 
     def before_train(self, runner: RunContext) -> None:
         self._started_iter = runner.iter
@@ -51,12 +66,11 @@ class IterTimerHook(Hook):
         self._start(runner)
 
     def _before_iter(self, runner: RunContext, mode: str) -> None:
-        now = time.perf_counter()
-        runner.message_hub.update_scalar(f"{mode}/data_time", now - self._last)
+        runner.message_hub.update_scalar(f"{mode}/data_time", self._since_last(runner, time.perf_counter()))
 
     def _after_iter(self, runner: RunContext, mode: str) -> float:
         now = time.perf_counter()
-        elapsed = now - self._last
+        elapsed = self._since_last(runner, now)
         self._last = now
         runner.message_hub.update_scalar(f"{mode}/time", elapsed)
         return elapsed
@@ -89,3 +103,8 @@ class IterTimerHook(Hook):
 
     def after_test_iter(self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None, outputs=None) -> None:
         self._after_iter(runner, "test")
+
+
+def _held_seconds(runner: RunContext) -> float:
+    """The run's seconds held at safe points so far (0 for a runner without such steering)."""
+    return getattr(getattr(runner, "steering", None), "held_seconds", 0.0)

@@ -58,6 +58,7 @@ class LoggerHook(Hook):
     """
 
     priority = Priority.BELOW_NORMAL
+    reads_every_iteration = False  # only at its log points (``log_point``)
 
     def __init__(self, interval: int = 10, ignore_last: bool = True, interval_exp_name: int = 1000,
                  out_dir: str | Path | None = None,
@@ -139,19 +140,29 @@ class LoggerHook(Hook):
             self._copy_logs(runner, self._copy_to)
 
     # --- training -----------------------------------------------------------------------------------
-    def after_train_iter(self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None,
-                         outputs: dict | None = None) -> None:
+    def log_point(self, runner: RunContext, batch_idx: int) -> bool:
+        """Whether a train line (which reads the step's values) is written after batch ``batch_idx``."""
         # batch_idx counts batches within the epoch (within the run, for iteration-based training).
         batches = batch_idx + 1
-        epoch_length = self._epoch_length
-        if epoch_length < 0:
-            epoch_length = self._epoch_length = _length(runner.train_dataloader)
+        if batches % self.interval == 0:
+            return True
+        epoch_length = self._train_epoch_length(runner)
+        return batches == epoch_length and (not self.ignore_last or epoch_length <= self.interval)
+
+    def _train_epoch_length(self, runner: RunContext) -> int:
+        if self._epoch_length < 0:
+            self._epoch_length = _length(runner.train_dataloader)
+        return self._epoch_length
+
+    def after_train_iter(self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None,
+                         outputs: dict | None = None) -> None:
+        batches = batch_idx + 1
+        epoch_length = self._train_epoch_length(runner)
         if batches % self.interval and batches != epoch_length and (runner.iter + 1) % self.interval_exp_name:
             return  # most iterations: nothing to print
-        end_of_epoch = batches == epoch_length
-        if end_of_epoch or (runner.iter + 1) % self.interval_exp_name == 0:
+        if batches == epoch_length or (runner.iter + 1) % self.interval_exp_name == 0:
             runner.logger.info(f"Exp name: {runner.experiment_name}")
-        if batches % self.interval == 0 or (end_of_epoch and (not self.ignore_last or epoch_length <= self.interval)):
+        if self.log_point(runner, batch_idx):
             tag, line = self._processor_for(runner).get_log_after_iter(runner, batch_idx, "train")
             runner.logger.info(line)
             self._write_json(tag, runner.iter + 1)

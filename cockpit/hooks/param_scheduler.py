@@ -16,6 +16,7 @@ class ParamSchedulerHook(Hook):
     (``need_val_args``, e.g. ``ReduceOnPlateauLR``) also after each validation, with them (as MMEngine)."""
 
     priority = Priority.LOW
+    reads_every_iteration = False
 
     def after_train_iter(self, runner: RunContext, batch_idx: int, data_batch: DataBatch = None,
                          outputs: dict | None = None) -> None:
