@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import cProfile
 import io
+import math
 import os
 import pstats
 import re
@@ -226,9 +227,9 @@ def first_frame(folder: Path) -> dict[str, float]:
                 times["spawn"] = now  # the run folder: made just before the training process starts
             if "connection" not in times and list(work.glob("*/cockpit.json")):
                 times["connection"] = now
-            if "status" not in times and "digits_" in screen and ("running" in screen or "train loss" in screen):
+            if "status" not in times and "digits_" in screen and ("running" in screen or "━ loss" in screen):
                 times["status"] = now
-            if "status" in times and "train loss" in screen and BRAILLE.search(screen):
+            if "status" in times and "━ loss" in screen and BRAILLE.search(screen):
                 times["plot"] = now
             time.sleep(0.02)
         # Leave: q then s stops the run (it saves), and the command exits.
@@ -267,21 +268,111 @@ def report_startup(args: argparse.Namespace) -> None:
         print(f"   {label:42}{shown}   runs: {', '.join(f'{v:.2f}' for v in values)}")
 
 
+# --- 3. the cost of a view -----------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def view_pid(socket_name: str) -> int:
+    """The ``cockpit attach`` process in the pane (the pane runs it directly)."""
+    return int(tmux(socket_name, "list-panes", "-t", "app", "-F", "#{pane_pid}").split()[0])
+
+
+def report_view_cost(args: argparse.Namespace) -> None:
+    """CPU of a terminal view (``cockpit attach`` in tmux at 160x45, 4 frames a second) watching a run
+    at ~20 it/s, against the same view while the run is paused (no events: the frame timer alone).
+
+    Interleaved windows of ``--view-window`` seconds, each kind ``--view-rounds`` times; medians.
+    """
+    if shutil.which("tmux") is None:
+        print("\n3. view cost: skipped (no tmux)")
+        return
+    sys.path.insert(0, str(REPO / "tests"))
+    from support import child_env, write_child_config
+
+    from cockpit.channel.client import RunClient
+
+    folder = Path(tempfile.mkdtemp(prefix="cockpit-bench-view-"))
+    work = folder / "w"
+    # SlowHook sleeps 45 ms an iteration: about 20 it/s with the step itself; logs every 10.
+    config = write_child_config(folder, seconds=0.045, train_size=8 * 100_000, max_epochs=1, val_interval=None,
+                                log_interval=10)
+    run = subprocess.Popen([sys.executable, "-m", "cockpit.cli", "run", str(config), "--no-tui", "--work-dir",
+                            str(work)], cwd=folder, env=child_env(), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.STDOUT)
+    socket_name = f"cockpit-bench-view-{os.getpid()}"
+    client = None
+    try:
+        deadline = time.monotonic() + 120
+        while not list(work.glob("*/cockpit.json")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        client = RunClient.connect(work)
+        cockpit = Path(sys.executable).parent / "cockpit"
+        tmux(socket_name, "new-session", "-d", "-s", "app", "-x", str(SIZE[0]), "-y", str(SIZE[1]), "-c",
+             str(folder), f"env -u COLUMNS -u LINES TERM=xterm-256color LANG=C.UTF-8 {cockpit} attach {work}")
+        while "iter " not in tmux(socket_name, "capture-pane", "-p", "-t", "app") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3)  # past the first frames and the snapshot
+        pid = view_pid(socket_name)
+        shares: dict[str, list[float]] = {"running": [], "paused": []}
+        speeds: list[float] = []
+        for _ in range(args.view_rounds):
+            for kind in ("running", "paused"):
+                client.command("pause" if kind == "paused" else "continue", wait=True, timeout=30)
+                time.sleep(1.0)  # the view catches up with the change
+                start_iter = int(client.snapshot(max_points=1)["info"].get("iter", 0))
+                wall, cpu = time.monotonic(), cpu_seconds(pid)
+                time.sleep(args.view_window)
+                used, elapsed = cpu_seconds(pid) - cpu, time.monotonic() - wall
+                shares[kind].append(100 * used / elapsed)
+                if kind == "running":
+                    speeds.append((int(client.snapshot(max_points=1)["info"].get("iter", 0)) - start_iter) / elapsed)
+        running, paused = statistics.median(shares["running"]), statistics.median(shares["paused"])
+        print(f"\n3. a terminal view's CPU (cockpit attach in tmux at {SIZE[0]}x{SIZE[1]}, 4 frames/s), "
+              f"{args.view_rounds} interleaved windows of {args.view_window:.0f} s each, medians")
+        print(f"   watching the run at {statistics.median(speeds):.1f} it/s: {running:5.1f}% of one core "
+              f"(target <= 10%: {'met' if running <= 10 else 'MISSED'})   windows: "
+              + ", ".join(f"{v:.1f}" for v in shares["running"]))
+        print(f"   the same view, run paused (frame timer only): {paused:5.1f}%   windows: "
+              + ", ".join(f"{v:.1f}" for v in shares["paused"]))
+        print(f"   ratio watching / idle: {running / paused if paused else math.inf:.1f}x")
+    finally:
+        tmux(socket_name, "kill-server")
+        if client is not None:
+            client.close()
+        run.terminate()
+        try:
+            run.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            run.kill()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, one start-up run")
     parser.add_argument("--points", type=int, default=1_000_000, help="history length of the long run")
     parser.add_argument("--no-startup", dest="startup", action="store_false", help="skip the start-up benchmark")
     parser.add_argument("--no-profile", dest="profile", action="store_false", help="no profile of a missed target")
+    parser.add_argument("--no-frames", dest="frames", action="store_false", help="skip the frame benchmark")
+    parser.add_argument("--no-view-cost", dest="view_cost", action="store_false",
+                        help="skip the CPU of a view watching a 20 it/s run")
+    parser.add_argument("--view-window", type=float, default=10.0, help="seconds per CPU window")
+    parser.add_argument("--view-rounds", type=int, default=3, help="windows of each kind")
     args = parser.parse_args()
     args.reps = 3 if args.quick else 7
     args.startup_runs = 1 if args.quick else 3
     load = os.getloadavg()[0]
     print(f"cockpit TUI benchmark: {os.cpu_count()} cores, load average {load:.1f} "
           "(a busy machine slows every number alike; compare with the baseline beside it)")
-    report_frames(args)
+    if args.frames:
+        report_frames(args)
     if args.startup:
         report_startup(args)
+    if args.view_cost:
+        report_view_cost(args)
 
 
 if __name__ == "__main__":

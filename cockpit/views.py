@@ -52,8 +52,6 @@ CONSOLE_FILE = "console.log"
 RUN_FILE = "run.json"
 #: Statuses of a run that has not recorded an end.
 LIVE_STATUSES = frozenset({"created", "connecting", "running", "paused", "validating", "saving"})
-#: Metric keys where lower is better (as MMEngine infers a rule); anything else: higher is better.
-_LOWER_IS_BETTER = ("loss", "error", "err", "mse", "mae", "perplexity", "ppl")
 
 
 def format_log(when: float, message: str) -> str:
@@ -282,8 +280,9 @@ class ChildRun:
 
 # --- after a view --------------------------------------------------------------------------------------
 def _better(key: str) -> Callable[[float, float], bool]:
-    lower = any(word in key.rsplit("/", 1)[-1].lower() for word in _LOWER_IS_BETTER)
-    return (lambda a, b: a < b) if lower else (lambda a, b: a > b)
+    from cockpit.viewstate import lower_is_better  # a state exists already: its module is imported
+
+    return (lambda a, b: a < b) if lower_is_better(key) else (lambda a, b: a > b)
 
 
 def _number(value: float) -> str:
@@ -297,7 +296,7 @@ def metric_lines(state: RunState) -> tuple[str, str]:
     loss = state.scalars.get("train/loss")
     if loss is not None and loss.values:
         parts.append(f"train/loss {_number(loss.last)}")
-    metric_key = next((k for k in sorted(state.scalars) if k.startswith("val/") and not k.endswith("time")), None)
+    metric_key = state.metric_key
     metric = state.scalars.get(metric_key) if metric_key else None
     if metric is not None and metric.values:
         parts.append(f"{metric_key} {_number(metric.last)} at iter {metric.steps[-1]}")

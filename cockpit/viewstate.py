@@ -15,7 +15,8 @@ The rules, the same for every view:
   (runtime info ``resynced``), sets ``needs_snapshot``: whoever feeds the state
   then fetches a new snapshot.
 - ``changed`` names the parts touched since a renderer last drew
-  (``take_changes``), so it redraws only those.
+  (``take_changes``), and ``changed_keys`` the scalars (``take_changed_keys``),
+  so it redraws only those.
 - The run's commands are data (``CommandInfo``), rendered by each view.
 """
 
@@ -48,6 +49,16 @@ from cockpit.events import (
     is_ended,
 )
 from cockpit.series import Series
+
+#: Metric keys where lower is better (as MMEngine infers a rule); anything else: higher is better.
+LOWER_IS_BETTER = ("loss", "error", "err", "mse", "mae", "perplexity", "ppl")
+
+
+def lower_is_better(key: str) -> bool:
+    """Whether a smaller value of scalar ``key`` is better (a loss, an error), from its last name part."""
+    name = key.rsplit("/", 1)[-1].lower()
+    return any(word in name for word in LOWER_IS_BETTER)
+
 
 #: The parts of a run a renderer may redraw separately (``RunState.changed`` holds some of these).
 PARTS = frozenset({"status", "info", "scalars", "hooks", "timings", "stage", "logs", "checkpoints", "markers",
@@ -136,13 +147,25 @@ class CommandInfo:
         return True
 
     def question(self, args: Sequence[str]) -> str | None:
-        """The confirmation to ask before sending it with ``args``, or None."""
+        """The confirmation the command declares, for ``args``, or None."""
         if not self.confirm:
             return None
         try:
             return self.confirm.format(*args)
         except (IndexError, KeyError, ValueError):
             return self.confirm
+
+    def confirmation(self, args: Sequence[str]) -> str | None:
+        """What to ask before sending it with ``args``, or None: the terminal's rule.
+
+        A command that declares a question asks it; one that takes what the user typed or picked
+        (a checkpoint, a learning rate) changes the run's course with it, so it asks that back (a
+        stray key must not steer the run). The rest (save, validate, pause) go at once.
+        """
+        question = self.question(args)
+        if question is None and self.required and args:
+            question = f"{self.title}: {' '.join(args)}?" + (f"\n({self.description})" if self.description else "")
+        return question
 
 
 # --- the run ----------------------------------------------------------------------------------------
@@ -202,6 +225,7 @@ class RunState:
         self.needs_snapshot = False
         self.snapshots = 0
         self.changed: set[str] = set(PARTS)
+        self.changed_keys: set[str] = set()
         self.version = 0
         self._max_requests = max_requests
         self._new_logs: list[tuple[float, str, str]] = []
@@ -218,6 +242,12 @@ class RunState:
         """The parts changed since the last call."""
         changed, self.changed = self.changed, set()
         return changed
+
+    def take_changed_keys(self) -> set[str]:
+        """The scalars that got a value (or were replaced by a snapshot) since the last call, so a
+        renderer redraws only the plots that show one of them."""
+        keys, self.changed_keys = self.changed_keys, set()
+        return keys
 
     def take_logs(self) -> list[tuple[float, str, str]]:
         """The log records received since the last call, oldest first."""
@@ -246,6 +276,19 @@ class RunState:
     def scalar(self, key: str) -> float:
         series = self.scalars.get(key)
         return series.last if series else math.nan
+
+    def best(self, key: str) -> float:
+        """The best finite value of scalar ``key`` so far (the lowest of a loss, else the highest), or nan."""
+        series = self.scalars.get(key)
+        values = [v for v in series.values if math.isfinite(v)] if series else []
+        if not values:
+            return math.nan
+        return min(values) if lower_is_better(key) else max(values)
+
+    @property
+    def metric_key(self) -> str | None:
+        """The validation metric views show first: the first ``val/`` scalar by name that is not a time."""
+        return next((k for k in sorted(self.scalars) if k.startswith("val/") and not k.endswith("time")), None)
 
     def window_mean(self, key: str, window: int = 20) -> float:
         series = self.scalars.get(key)
@@ -279,7 +322,7 @@ class RunState:
         their iteration and best/latest flags."""
         best = {v for k, v in self.info.items() if k.startswith("best_ckpt") and v}
         latest = self.info.get("last_ckpt")
-        metric_key = next((k for k in self.scalars if k.startswith("val/") and not k.endswith("time")), None)
+        metric_key = self.metric_key
         metric = self.scalars.get(metric_key) if metric_key else None
         rows, seen = [], set()
         for entry in reversed(self.checkpoints):
@@ -321,6 +364,7 @@ class RunState:
         self.status_detail = snapshot.get("status_detail", "")
         self.info = dict(snapshot.get("info", {}))
         self.scalars = {key: Series.from_snapshot(data) for key, data in snapshot.get("scalars", {}).items()}
+        self.changed_keys.update(self.scalars)
         self.hooks = _tuples(snapshot.get("hooks", ()))
         self.hook_timings = {}
         for key, (calls, total) in snapshot.get("hook_timings", {}).items():
@@ -378,6 +422,7 @@ class RunState:
         if series is None:
             series = self.scalars[event.key] = Series()
         series.append(event.step, event.value)
+        self.changed_keys.add(event.key)
         self._touch("scalars")
 
     def _info(self, event: InfoUpdated) -> None:

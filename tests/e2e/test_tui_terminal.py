@@ -130,9 +130,13 @@ def tmux() -> Iterator[Tmux]:
 
 
 def cockpit_showing(screen: str, name: str) -> bool:
-    """The status line names the run and says running, and the loss plot has drawn points."""
-    status = next((line for line in screen.splitlines() if name in line), "")
-    return "running" in status and "train loss" in screen and bool(BRAILLE.search(screen))
+    """The status line says running and where the run is, and the loss plot has drawn points; a
+    terminal of 160 columns has room for the run's name too (a narrow one leaves it out first)."""
+    lines = screen.splitlines()
+    status = lines[0] if lines else ""
+    named = name in status or len(status) < 160
+    return (named and "running" in status and "iter " in status and "━ loss" in screen
+            and bool(BRAILLE.search(screen)))
 
 
 # --- a terminal ----------------------------------------------------------------------------
@@ -145,8 +149,32 @@ def test_cockpit_run_in_a_terminal(tmp_path, tmux):
                  interval=LOOK, show=tmux.screen)
         assert "hooks, in execution order" not in tmux.screen(), "100 columns is the narrow layout"
 
+        footer = wait_for(lambda: "p Pause" in tmux.screen().splitlines()[-1] and tmux.screen().splitlines()[-1],
+                          what="the run's keys in the footer", interval=LOOK, show=tmux.screen)
+        assert "g m o z plot" in footer and "? help" in footer and "q quit" in footer, footer
         tmux.keys("s")
         wait_for(lambda: list(work.glob("iter_*.pth")), what="the checkpoint that s asked for", show=tmux.screen)
+
+        # The footer follows the state: p pauses, and then the footer offers Continue.
+        tmux.keys("p")
+        wait_for(lambda: "p Continue" in tmux.screen().splitlines()[-1] and "paused" in tmux.screen().splitlines()[0],
+                 what="the footer to offer Continue while paused", interval=LOOK, show=tmux.screen)
+        wait_for(lambda: run_record(work).get("status") == "paused", what="run.json to say paused",
+                 show=lambda: json.dumps(run_record(work)))
+        tmux.keys("p")
+        wait_for(lambda: "p Pause" in tmux.screen().splitlines()[-1], what="Pause again once running",
+                 interval=LOOK, show=tmux.screen)
+
+        # A key that changes the run's course asks first: l, a rate, enter, then n sends nothing.
+        tmux.keys("l")
+        wait_for(lambda: "Set learning rate" in tmux.screen(), what="the learning-rate prompt", interval=LOOK,
+                 show=tmux.screen)
+        tmux.keys("0", ".", "5", "Enter")
+        wait_for(lambda: "Set learning rate: 0.5?" in tmux.screen(), what="the question before setting it",
+                 interval=LOOK, show=tmux.screen)
+        tmux.keys("n")
+        wait_for(lambda: "Set learning rate: 0.5?" not in tmux.screen(), what="n to close the question",
+                 interval=LOOK, show=tmux.screen)
 
         tmux("resize-window", "-t", "app", "-x", "160", "-y", "45")
         wait_for(lambda: "hooks, in execution order" in tmux.screen(), what="the hooks pane at 160x45",
@@ -156,7 +184,9 @@ def test_cockpit_run_in_a_terminal(tmp_path, tmux):
         tmux.keys("q")
         wait_for(lambda: "Leave the cockpit?" in tmux.screen(), what="the quit screen", interval=LOOK,
                  show=tmux.screen)
-        tmux.keys("s")
+        assert "Stop the run · x" in tmux.screen() and "Detach · d" in tmux.screen()
+        tmux.keys("s")  # the main screen's save key does not stop the run here
+        tmux.keys("x")
         rc = wait_for(lambda: (tmp_path / "rc").is_file() and (tmp_path / "rc").read_text().strip(),
                       what="cockpit run to exit", show=tmux.screen)
         assert rc == "0", tmux.screen()
@@ -231,7 +261,12 @@ def test_first_frame_every_way_out_and_the_summary(tmp_path):
         wait_for(lambda: "The run finished" in attach.screen(), what="the end of the run, offering to leave",
                  timeout=120, interval=LOOK, show=attach.screen)
         assert "Leave the cockpit?" in attach.screen()
-        attach.keys("Enter")
+        attach.keys("Escape")  # stay and look: the footer has no key that steers the run any more
+        footer = wait_for(lambda: "Leave the cockpit?" not in attach.screen() and attach.screen().splitlines()[-1],
+                          what="the ended dialog to close", interval=LOOK, show=attach.screen)
+        assert "Validate" not in footer and "Pause" not in footer and "Save" not in footer, footer
+        assert "g series" in footer and "q quit" in footer, footer
+        attach.keys("q")
         rc = wait_for(lambda: (tmp_path / "rc2").is_file() and (tmp_path / "rc2").read_text().strip(),
                       what="cockpit attach to exit", show=attach.screen)
         assert rc == "0", attach.screen()

@@ -367,6 +367,10 @@ async def test_l_sets_the_learning_rate(run):
         await pilot.press("l")
         await until(pilot, lambda: isinstance(app.screen, PromptScreen), "the learning-rate prompt")
         await pilot.press("0", ".", "0", "5", "enter")
+        confirm = await until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen,
+                              "the question: set the learning rate to 0.05?")
+        assert "0.05?" in confirm.question
+        await pilot.press("y")
         await until(pilot, lambda: locked(app, lambda s: s.scalar("train/lr") == pytest.approx(0.05)),
                     "train/lr to be 0.05 in the app's state")
         result = outcome(app, "set")
@@ -495,13 +499,13 @@ async def test_r_resumes_from_the_chosen_checkpoint(runs):
                     "the app's train/loss to drop back")
 
 
-async def test_q_then_s_stops_the_run_with_a_checkpoint(runs):
+async def test_q_then_x_stops_the_run_with_a_checkpoint(runs):
     run = runs["stop"]
     async with cockpit(run) as (app, pilot):
         await until(pilot, lambda: run.iter() > 20, "a few iterations")
         await pilot.press("q")
         await until(pilot, lambda: isinstance(app.screen, QuitScreen), "the quit screen")
-        await pilot.press("s")
+        await pilot.press("x")
         await wait_off_app(lambda: app.return_value is not None, "the app to exit", timeout=30)
     assert app.return_value == "stop"
     assert run.process.wait(timeout=30) == 0, run.log()

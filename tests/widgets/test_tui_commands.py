@@ -66,7 +66,7 @@ async def test_keys_and_footer_come_from_the_command_list():
     async with app.run_test(size=SIZE) as pilot:
         await shown(pilot)
         keys = footer(app)
-        assert list(keys) == ["v", "s", "r", "p", "l", "e", "question_mark", "q"]
+        assert list(keys) == ["v", "s", "r", "p", "l", "e", "g", "m", "o", "z", "question_mark", "q"]
         assert keys["v"] == "Validate" and keys["s"] == "Save checkpoint" and keys["e"] == "Export ONNX…"
         assert keys["q"] == "quit"  # the view's own key stays the view's
         await pilot.press("v", "s")
@@ -78,7 +78,8 @@ async def test_a_narrow_footer_shows_each_labels_first_word():
     async with app.run_test(size=(80, 24)) as pilot:
         await shown(pilot)
         assert footer(app) == {"v": "Validate", "s": "Save", "r": "Resume…", "p": "Pause", "l": "Set…",
-                               "e": "Export…", "question_mark": "help", "q": "quit"}
+                               "e": "Export…", "g": "series", "m": "smooth", "o": "log", "z": "zoom",
+                               "question_mark": "help", "q": "quit"}
 
 
 async def test_p_is_pause_while_running_and_continue_while_paused():
@@ -118,7 +119,7 @@ async def test_a_hook_command_asks_for_its_argument_then_for_a_yes():
         await until(pilot, lambda: source.sent == [("export", ("b.onnx",))], "export sent")
 
 
-async def test_l_sends_the_typed_text_for_the_run_to_read():
+async def test_l_sends_the_typed_text_for_the_run_to_read_once_confirmed():
     app, source = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await shown(pilot)
@@ -127,7 +128,26 @@ async def test_l_sends_the_typed_text_for_the_run_to_read():
         assert prompt.query_one(Input).placeholder == "a learning rate (0.01), or a factor (*0.5) that scales it"
         prompt.query_one(Input).value = "×0.5"
         await pilot.press("enter")
+        confirm = await until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen, "the question")
+        assert confirm.question.startswith("Set learning rate: ×0.5?")
+        await pilot.press("enter")  # the focus is on No: enter (a stray key) sends nothing
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), "the question to close")
+        assert source.sent == []
+        await pilot.press("l")
+        prompt = await until(pilot, lambda: isinstance(app.screen, PromptScreen) and app.screen, "the prompt again")
+        prompt.query_one(Input).value = "×0.5"
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question again")
+        await pilot.press("y")
         await until(pilot, lambda: source.sent == [("set", ("×0.5",))], "set sent as typed")
+
+
+async def test_the_commands_that_change_the_runs_course_ask_first_and_the_others_do_not():
+    commands = {c["name"]: CommandInfo.from_dict(c) for c in COMMANDS}
+    assert commands["resume"].confirmation(["a.pth"]).startswith("Resume from a.pth?")
+    assert commands["stop"].confirmation([]).startswith("Stop the run?")
+    assert commands["set"].confirmation(["0.01"]).startswith("Set learning rate: 0.01?")
+    assert [name for name in ("val", "save", "pause", "continue") if commands[name].confirmation([])] == []
 
 
 async def test_r_picks_a_checkpoint_and_asks_before_resuming():
@@ -178,7 +198,7 @@ async def test_help_lists_the_runs_commands():
     assert "and **Stop**" in text
 
 
-async def test_after_the_end_a_command_key_sends_nothing():
+async def test_after_the_end_no_command_key_shows_or_sends():
     app, source = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await shown(pilot)
@@ -186,7 +206,7 @@ async def test_after_the_end_a_command_key_sends_nothing():
         await until(pilot, lambda: isinstance(app.screen, EndedScreen), "the run-ended dialog")
         await pilot.press("escape")  # stay, and press a command's key
         await until(pilot, lambda: not isinstance(app.screen, EndedScreen), "the dialog to close")
-        await pilot.press("s")
+        assert list(footer(app)) == ["g", "m", "o", "z", "question_mark", "q"]
+        await pilot.press("s", "p", "r")
         await pilot.pause(0.2)
-        assert source.sent == []
-        assert any("the run has ended" in str(n.message) for n in app._notifications)
+        assert source.sent == [] and app.screen is app.screen_stack[0]

@@ -72,7 +72,7 @@ async def test_quit_in_the_palette_asks_first():
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, QuitScreen), "the leave dialog from the palette")
         assert app.is_running
-        await pilot.press("s")  # stop: the view sends the run's stop command, then leaves
+        await pilot.press("x")  # stop: the view sends the run's stop command, then leaves
     assert app.return_value == "stop"
 
 
@@ -168,5 +168,5 @@ async def test_leaving_a_starting_run_asks_and_stop_ends_its_process():
         await until(pilot, lambda: isinstance(app.screen, StartingScreen), "the starting screen")
         await pilot.press("ctrl+c")
         await until(pilot, lambda: isinstance(app.screen, QuitScreen), "the leave dialog while starting")
-        await pilot.press("s")
+        await pilot.press("x")
     assert app.return_value == "stop" and starting.stopped

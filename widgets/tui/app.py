@@ -21,6 +21,8 @@ child's progress at once and follows the run as soon as it serves.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import queue
 import threading
 import time
@@ -46,7 +48,6 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingsMap
 from textual.containers import Horizontal, Vertical
-from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
@@ -57,6 +58,12 @@ from cockpit.viewstate import PARTS, CommandArg, CommandInfo, RunState
 #: Below these sizes the layout folds (see app.tcss).
 NARROW_WIDTH = 120
 SHORT_HEIGHT = 34
+
+
+def shown(widget: Any) -> bool:
+    """Whether ``widget`` takes room on the screen now (a hidden tab or a folded column does not:
+    it is drawn when it shows, as a tab switch or a resize draws every pane)."""
+    return widget.region.area > 0
 
 
 def footer_label(command: CommandInfo, short: bool) -> str:
@@ -89,13 +96,23 @@ class CockpitApp(App[str]):
     COMMANDS = App.COMMANDS | {CockpitCommands}
     # The view's own keys. The run's commands get theirs from its command list (``_bind_commands``).
     BINDINGS = [
-        Binding("g", "series", "series", show=False),
-        Binding("m", "smooth", "smooth", show=False),
-        Binding("o", "log_scale", "log", show=False),
-        Binding("z", "zoom", "zoom", show=False),
+        Binding("g", "series", "series"),
+        Binding("m", "smooth", "smooth"),
+        Binding("o", "log_scale", "log"),
+        Binding("z", "zoom", "zoom"),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit_cockpit", "quit"),
     ]
+    #: The most times a second a plot, and a table, is drawn again while its data flows (the status
+    #: line: every frame). A plot gains about a column a second, and drawing one is the dearest thing
+    #: a frame does; a table's timings are means over the run, and a DataTable paints every row for
+    #: one changed cell. These keep a view of a 20 it/s run near 10% of a core (benchmarks/tui.py).
+    PLOT_RATE = 1.0
+    TABLE_RATE = 0.25
+    LOG_RATE = 1.0
+    #: On a narrow screen the plot keys share one footer label and the footer leaves out ctrl+p (help
+    #: names it), so every key still fits in 80 columns.
+    PLOT_KEYS = Binding.Group("plot")
 
     def __init__(self, source: Any = None, frame_rate: float = 4.0, live: bool = True,
                  clock: Callable[[], float] = time.time, starting: Starting | None = None) -> None:
@@ -111,36 +128,51 @@ class CockpitApp(App[str]):
         self.lock = threading.Lock()
         self._drawn_version = -1  # the state version drawn last; -1 redraws every pane
         self._ended_seen = False
+        self._branches_drawn: Any = None
+        self._pending_logs: list[tuple[float, str, str]] = []
+        self._logs_at = -math.inf
         self._view_bindings = self._bindings.copy()
         self._main_keys = ["train/loss"]
         self._outbox: queue.SimpleQueue[tuple[str, tuple[str, ...]]] = queue.SimpleQueue()
         self._sender_stop = threading.Event()
 
     # --- layout ---------------------------------------------------------------------------------
+    @property
+    def main(self) -> Screen:
+        """The cockpit's own screen, where the panes live: under any dialog, which leaves it in view."""
+        return self.screen_stack[0]
+
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status")
         yield GuardBanner(id="guard")
         with Horizontal(id="main"):
             with Vertical(id="plots"):
-                yield ScalarPlot(self._main_keys, "train loss", smoothed=True, id="loss-plot")
+                yield ScalarPlot(self._main_keys, "train loss", smoothing=0.9, id="loss-plot")
                 with Horizontal(id="aux"):
                     yield ScalarPlot(["train/lr"], "learning rate", id="lr-plot")
                     yield ScalarPlot([], "validation", id="val-plot")
+                with TabbedContent(id="bottom"):
+                    with TabPane("Log", id="tab-log"):
+                        yield LogPane(id="log")
+                    with TabPane("Hooks", id="tab-hooks"):
+                        yield HookTable(id="hooks-narrow")
+                    with TabPane("Checkpoints", id="tab-checkpoints"):
+                        yield CheckpointTable(id="checkpoints-narrow")
             with Vertical(id="side"):
                 yield HookTable(id="hooks")
                 yield CheckpointTable(id="checkpoints")
-        with TabbedContent(id="bottom"):
-            with TabPane("Log", id="tab-log"):
-                yield LogPane(id="log")
-            with TabPane("Hooks", id="tab-hooks"):
-                yield HookTable(id="hooks-narrow")
-            with TabPane("Checkpoints", id="tab-checkpoints"):
-                yield CheckpointTable(id="checkpoints-narrow")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#hooks", HookTable).border_title = "hooks, in execution order"
-        self.query_one("#log", LogPane).border_title = "log"
+        self.main.query_one("#hooks", HookTable).border_title = "hooks, in execution order"
+        self.main.query_one("#log", LogPane).border_title = "log"
+        # The panes a frame draws, found once (a query a frame costs more than the frame's drawing).
+        self._status = self.main.query_one(StatusLine)
+        self._guard = self.main.query_one(GuardBanner)
+        self._plots = list(self.main.query(ScalarPlot))
+        self._val_plot = self.main.query_one("#val-plot", ScalarPlot)
+        self._hook_tables = list(self.main.query(HookTable))
+        self._checkpoint_tables = list(self.main.query(CheckpointTable))
         self._layout_for(self.size.width, self.size.height)
         self.set_interval(1 / self.frame_rate, self.redraw)
         if self.source is None:
@@ -161,17 +193,22 @@ class CockpitApp(App[str]):
         self.source = client
         self._follow()
 
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        """A table's tab (hooks, checkpoints) takes most of a narrow screen; the log leaves room for the plot."""
+        event.tabbed_content.set_class(event.pane.id != "tab-log", "-tables")
+        self._drawn_version = -1  # the tab's table (and the plots, resized) drawn now
+
     def on_resize(self, event: Any) -> None:
         self._layout_for(event.size.width, event.size.height)
         self._drawn_version = -1  # plots re-fit to the new size
 
     def _layout_for(self, width: int, height: int) -> None:
         narrow = width < NARROW_WIDTH
-        self.screen.set_class(narrow, "-narrow")
-        self.screen.set_class(not narrow, "-wide")
-        self.screen.set_class(height < SHORT_HEIGHT, "-short")
+        self.main.set_class(narrow, "-narrow")
+        self.main.set_class(not narrow, "-wide")
+        self.main.set_class(height < SHORT_HEIGHT, "-short")
         if not narrow:
-            self.query_one("#bottom", TabbedContent).active = "tab-log"
+            self.main.query_one("#bottom", TabbedContent).active = "tab-log"
 
     # --- data -----------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="feed")
@@ -208,45 +245,44 @@ class CockpitApp(App[str]):
 
     def redraw(self) -> None:
         """Bring every pane up to date with the state (a few times a second)."""
-        try:
-            status_line = self.query_one(StatusLine)
-        except NoMatches:
-            return  # the app is shutting down: nothing left to draw on
+        status_line = getattr(self, "_status", None)
+        if status_line is None or not status_line.is_attached:
+            return  # not mounted yet, or the app is shutting down: nothing to draw on
         with self.lock:
             state = self.state
             status_line.show(state, now=self.clock())
-            self.query_one(GuardBanner).show(state.guard_alert, now=self.clock())
+            self._guard.show(state.guard_alert, now=self.clock())
             ring = state.take_guard_bell()
             logs = state.take_logs()
             outcomes = state.take_outcomes()
             changes = state.take_changes()
             if self._drawn_version == -1:
                 changes = set(PARTS)  # a resize, or a plot option changed: every pane again
-            self._drawn_version = state.version
             if "commands" in changes:
                 self._bind_commands(state.commands)
                 picker = next((c for c in state.commands if c.takes_checkpoint), None)
-                self.query_one("#checkpoints", CheckpointTable).border_title = (
+                self.main.query_one("#checkpoints", CheckpointTable).border_title = (
                     "checkpoints  ★ best  ● latest" + (f"  ⏎ {picker.title.lower()}" if picker else ""))
             elif "status" in changes:
                 self.refresh_bindings()  # a command offered in one status only (pause, continue)
-            if changes & {"scalars", "markers"}:
-                self.query_one("#val-plot", ScalarPlot).keys = sorted(
-                    k for k in state.scalars if k.startswith("val/") and not k.endswith("time"))
-                for plot in self.query(ScalarPlot):
-                    if plot.display and plot.size.width:
-                        plot.draw(state)
-            if changes & {"hooks", "timings", "stage", "scalars"}:  # the share of training time needs train/time
-                for table in self.query(HookTable):
-                    table.show(state)
-            if changes & {"checkpoints", "info", "scalars"}:  # best, latest and the metric at each
-                for table in self.query(CheckpointTable):
-                    table.show(state)
+            self._draw_plots(state, changes, state.take_changed_keys(), everything=self._drawn_version == -1)
+            # The share of training time needs train/time; a checkpoint's row, the metric at it.
+            everything = self._drawn_version == -1
+            for table in self._hook_tables:
+                self._update(table, bool(changes & {"hooks", "timings", "stage", "scalars"}), self.TABLE_RATE,
+                             everything, lambda table=table: table.show(state))
+            for table in self._checkpoint_tables:
+                self._update(table, bool(changes & {"checkpoints", "info", "scalars"}), self.TABLE_RATE,
+                             everything, lambda table=table: table.show(state))
+            self._drawn_version = state.version
             ended, status, detail = state.ended, state.status, state.status_detail
         if ring:
             self.bell()
-        if logs:
-            self.query_one(LogPane).add(logs)
+        # New lines lay the screen out again (the log grows): at most LOG_RATE times a second.
+        self._pending_logs += logs
+        if self._pending_logs and time.monotonic() - self._logs_at >= 1 / self.LOG_RATE:
+            self.main.query_one(LogPane).add(self._pending_logs)
+            self._pending_logs, self._logs_at = [], time.monotonic()
         for outcome in outcomes:
             severity = {"applied": "information", "rejected": "warning"}.get(outcome["outcome"], "error")
             self.notify(outcome["message"], title=f"{outcome['name']}: {outcome['outcome']}", severity=severity)
@@ -254,11 +290,35 @@ class CockpitApp(App[str]):
             self._ended_seen = True
             self._offer_to_leave(status, detail)
 
+    def _draw_plots(self, state: RunState, changes: set[str], keys: set[str], everything: bool) -> None:
+        """Draw each plot whose data changed: its scalars, the markers, the branches (in the info)."""
+        val_keys = sorted(k for k in state.scalars if k.startswith("val/") and not k.endswith("time"))
+        val_plot = self._val_plot
+        if val_plot.keys != val_keys:
+            val_plot.keys = val_keys
+            val_plot.stale = True
+        branches = state.info.get("branches")  # a new list whenever the run publishes one
+        new_branches, self._branches_drawn = branches is not self._branches_drawn, branches
+        for plot in self._plots:
+            changed = "markers" in changes or new_branches or bool(keys & set(plot.keys))
+            self._update(plot, changed, self.PLOT_RATE, everything, lambda plot=plot: plot.draw(state))
+
+    @staticmethod
+    def _update(pane: Any, changed: bool, rate: float, everything: bool, draw: Callable[[], None]) -> None:
+        """Draw ``pane`` when its data changed (now or since it was last drawn), it is on the screen,
+        and ``rate`` allows: at most that many times a second while the data flows; ``everything``
+        (a resize, a key that changes what a pane shows) draws it now."""
+        pane.stale = getattr(pane, "stale", True) or changed or everything
+        now = time.monotonic()
+        if pane.stale and (everything or now - getattr(pane, "drawn_at", -math.inf) >= 1 / rate) and shown(pane):
+            draw()
+            pane.stale, pane.drawn_at = False, now
+
     def _offer_to_leave(self, status: str, detail: str) -> None:
         """The run ended: say so, and offer to leave (the cockpit stays, for a look, if the user wants)."""
         failed = status in (Status.FAILED, Status.DIED)
         if failed:
-            self.query_one("#bottom", TabbedContent).active = "tab-log"
+            self.main.query_one("#bottom", TabbedContent).active = "tab-log"
         with self.lock:
             from cockpit.views import progress_text
 
@@ -283,14 +343,24 @@ class CockpitApp(App[str]):
         bindings = BindingsMap(Binding(command.key, f"command({command.name!r})", footer_label(command, short),
                                        tooltip=command.description)
                                for command in commands if command.key and command.key not in view_keys)
-        self._bindings = BindingsMap.merge([bindings, self._view_bindings])
+        view = self._view_bindings
+        if short:
+            view = BindingsMap(dataclasses.replace(binding, group=self.PLOT_KEYS) if binding.key in "gmoz" else binding
+                               for _, binding in self._view_bindings)
+        footer = self.main.query_one(Footer)
+        footer.compact = short
+        footer.show_command_palette = not short
+        self._bindings = BindingsMap.merge([bindings, view])
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """A command's key works (and shows) only in the status the command is offered in."""
+        """A command's key works (and shows) only in the status the command is offered in, and
+        never once the run has ended (it takes no more commands)."""
         if action == "command":
-            command = self.state.command(str(parameters[0]))
-            return command is not None and command.offered(self.state.status, self.state.guard_alert is not None)
+            state = self.state
+            command = state.command(str(parameters[0]))
+            return (command is not None and not state.ended
+                    and command.offered(state.status, state.guard_alert is not None))
         return True
 
     def action_command(self, name: str) -> None:
@@ -312,7 +382,7 @@ class CockpitApp(App[str]):
 
             self.push_screen(self._ask(command, missing[0]), answered)
             return
-        question = command.question(args)
+        question = command.confirmation(args)
         if question is None:
             self.send(command.name, *args)
         else:
@@ -376,7 +446,7 @@ class CockpitApp(App[str]):
     def action_series(self) -> None:
         with self.lock:
             keys = sorted(self.state.scalars)
-        plot = self.query_one("#loss-plot", ScalarPlot)
+        plot = self.main.query_one("#loss-plot", ScalarPlot)
 
         def chosen(selection: list[str] | None) -> None:
             if selection:
@@ -386,26 +456,26 @@ class CockpitApp(App[str]):
         self.push_screen(SeriesScreen(keys, plot.keys), chosen)
 
     def action_smooth(self) -> None:
-        plot = self.query_one("#loss-plot", ScalarPlot)
-        plot.smoothed = not plot.smoothed
+        """``m``: the loss plot's next smoothing weight (0, 0.6, 0.9, 0.99, then 0 again)."""
+        weight = self.main.query_one("#loss-plot", ScalarPlot).next_smoothing()
         self._drawn_version = -1
-        self.notify(f"smoothing {'on' if plot.smoothed else 'off'}", timeout=2)
+        self.notify(f"smoothing {weight:g}" if weight else "smoothing off", timeout=2)
 
     def action_log_scale(self) -> None:
-        plot = self.query_one("#loss-plot", ScalarPlot)
-        plot.log_scale = not plot.log_scale
+        """``o``: the loss plot's other scale than the one shown (chosen from the data until then)."""
+        log = self.main.query_one("#loss-plot", ScalarPlot).toggle_log()
         self._drawn_version = -1
-        self.notify(f"log scale {'on' if plot.log_scale else 'off'}", timeout=2)
+        self.notify(f"log scale {'on' if log else 'off'}", timeout=2)
 
     def action_zoom(self) -> None:
         with self.lock:
             series = self.state.scalars.get("train/loss")
             last = series.steps[-1] if series and series.steps else 0
         window = max(100, last // 10)
-        for plot in self.query(ScalarPlot):
+        for plot in self.main.query(ScalarPlot):
             plot.recent = None if plot.recent else window
         self._drawn_version = -1
-        recent = self.query_one("#loss-plot", ScalarPlot).recent
+        recent = self.main.query_one("#loss-plot", ScalarPlot).recent
         self.notify(f"showing the last {recent} iterations" if recent else "showing the whole run", timeout=2)
 
     def action_help(self) -> None:

@@ -34,6 +34,8 @@ def banner_text(alert: dict[str, Any], now: float | None = None) -> Text:
 class GuardBanner(Static):
     """Shown only while the health guard holds the run; the app rings the bell when it appears."""
 
+    _shown: Text | None = None
+
     DEFAULT_CSS = """
     GuardBanner {
         height: auto;
@@ -46,6 +48,11 @@ class GuardBanner(Static):
     """
 
     def show(self, alert: dict[str, Any] | None, now: float | None = None) -> None:
-        self.display = alert is not None
-        if alert is not None:
-            self.update(banner_text(alert, now))
+        """Show ``alert`` (None hides the banner); asked every frame, it changes the screen only when
+        its text does (the countdown, once a second)."""
+        if self.display != (alert is not None):
+            self.display = alert is not None
+        text = banner_text(alert, now) if alert is not None else None
+        if alert is not None and text != self._shown:
+            self.update(text)
+        self._shown = text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from cockpit.widgets.tui.parts.plots import MARKERS, SMOOTHING
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -15,8 +16,8 @@ from cockpit.viewstate import CommandInfo
 #: The view's own keys, after the run's commands.
 VIEW_KEYS = (
     ("g", "choose the series in the main plot"),
-    ("m", "smoothing on / off"),
-    ("o", "log scale on / off"),
+    ("m", "smoothing of the loss: " + ", ".join(f"{weight:g}" for weight in SMOOTHING)),
+    ("o", "log / linear scale of the loss (chosen from the data until pressed)"),
     ("z", "zoom: the recent window / the whole run"),
     ("tab", "move between panes"),
 )
@@ -28,8 +29,9 @@ PANES = """
 The **hooks** pane lists, per stage, the hooks in the order they run with their
 priorities; `▶` marks the stage running now, *ms/call* is each hook's mean time
 per call and *share* its part of the training time (red from 10%).
-Red vertical lines in the plots mark resumes, yellow ones learning-rate changes.
-"""
+Vertical lines in the plots mark resumes ({resume}) and learning-rate changes ({lr});
+dimmed lines are the stretches a resume abandoned.
+""".format(resume=MARKERS["resume"][1], lr=MARKERS["lr"][1])
 
 
 def _cell(text: str) -> str:

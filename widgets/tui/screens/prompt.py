@@ -10,7 +10,11 @@ from textual.widgets import Input, Label
 
 
 class PromptScreen(ModalScreen[str | None]):
-    """Asks for a line of text; returns it, or None on escape."""
+    """Asks for a line of text; returns it, or None on escape.
+
+    The question and the hint are labels that wrap (an input's placeholder is cut at its width);
+    the placeholder repeats the hint while the field is empty.
+    """
 
     BINDINGS = [Binding("escape", "cancel", "cancel")]
 
@@ -19,12 +23,18 @@ class PromptScreen(ModalScreen[str | None]):
         align: center middle;
     }
     PromptScreen > Vertical {
-        width: 60;
+        width: 76;
         max-width: 95%;
         height: auto;
         border: round $accent;
         background: $surface;
-        padding: 1 2;
+        padding: 0 1;
+    }
+    PromptScreen Label {
+        width: 100%;
+    }
+    PromptScreen #hint {
+        color: $text-muted;
     }
     """
 
@@ -36,8 +46,10 @@ class PromptScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.question)
+            yield Label(self.question, id="question")
             yield Input(value=self.value, placeholder=self.placeholder)
+            if self.placeholder:
+                yield Label(f"{self.placeholder} · enter sends, esc cancels", id="hint")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip() or None)

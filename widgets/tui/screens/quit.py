@@ -1,4 +1,8 @@
-"""Leaving the cockpit: detach (the run goes on) or stop the run (it saves first)."""
+"""Leaving the cockpit: detach (the run goes on) or stop the run (it saves first).
+
+Its keys are not the main screen's: ``s`` saves there, so stopping here is ``x`` (a save key
+pressed once too often must not end the run).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ class QuitScreen(ModalScreen[str | None]):
     BINDINGS = [
         Binding("escape", "choose('')", "stay"),
         Binding("d", "choose('detach')", "detach"),
-        Binding("s", "choose('stop')", "stop"),
+        Binding("x", "choose('stop')", "stop"),
     ]
 
     DEFAULT_CSS = """
@@ -23,12 +27,12 @@ class QuitScreen(ModalScreen[str | None]):
         align: center middle;
     }
     QuitScreen > Vertical {
-        width: 64;
+        width: 76;
         max-width: 95%;
         height: auto;
         border: round $warning;
         background: $surface;
-        padding: 1 2;
+        padding: 0 1;
     }
     QuitScreen Label {
         width: 100%;
@@ -40,17 +44,18 @@ class QuitScreen(ModalScreen[str | None]):
     }
     QuitScreen Button {
         margin: 0 1;
+        width: auto;
     }
     """
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label("Leave the cockpit?", id="question")
-            yield Label("Detaching leaves the training running; attach again with `cockpit attach`.")
+            yield Label("Detach: the training goes on; attach again with `cockpit attach`.\n"
+                        "Stop: the run finishes this iteration and saves a checkpoint first.")
             with Horizontal():
-                yield Button("Detach (the run goes on) · d", id="detach", variant="primary")
-                yield Button("Stop the run (save first) · s", id="stop", variant="error")
-            with Horizontal():
+                yield Button("Detach · d", id="detach", variant="primary")
+                yield Button("Stop the run · x", id="stop", variant="error")
                 yield Button("Stay · esc", id="stay")
 
     def on_mount(self) -> None:
