@@ -24,10 +24,11 @@ $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
 	touch $@
 
 # The test extras (JupyterLab, Playwright, ruff, ...) and the frameworks the adapters are
-# tested against (MMEngine, Lightning, Hugging Face) only for the tests.
+# tested against (MMEngine, Lightning, Hugging Face), and nvidia-ml-py (the system panel
+# without a GPU), only for the tests.
 $(VENV)/.installed-test: $(VENV)/.installed-demo
 	@echo "==> installing the test extras and the adapters' frameworks"
-	$(PIP) -e '.[demo,test,mmengine,lightning,hf]'
+	$(PIP) -e '.[demo,test,mmengine,lightning,hf,gpu]'
 	touch $@
 
 install: $(VENV)/.installed-demo

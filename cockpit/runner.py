@@ -321,9 +321,12 @@ class Runner:
             yield
             return
         from cockpit.channel.server import ChannelServer
+        from cockpit.system_monitor import SystemMonitor
 
         listen = self.serve if isinstance(self.serve, str) else None
-        with ChannelServer(self, self.steering.control, listen=listen):
+        # The system panel's samples: only views read them, so only a served run takes them, in a
+        # thread of their own (nothing per step); a view attaching late gets the last minute.
+        with ChannelServer(self, self.steering.control, listen=listen), SystemMonitor(self.message_hub):
             self.logger.info(f"serving views: cockpit attach {self.log_dir}")
             yield
 

@@ -279,7 +279,8 @@ class ChildRun:
 
 
 # --- after a view --------------------------------------------------------------------------------------
-def _better(key: str) -> Callable[[float, float], bool]:
+def better_than(key: str) -> Callable[[float, float], bool]:
+    """``better(a, b)``: whether value ``a`` of ``key`` beats ``b`` (lower for a loss or an error, else higher)."""
     from cockpit.viewstate import lower_is_better  # a state exists already: its module is imported
 
     return (lambda a, b: a < b) if lower_is_better(key) else (lambda a, b: a > b)
@@ -306,7 +307,7 @@ def metric_lines(state: RunState) -> tuple[str, str]:
         return last, f"{_number(float(score))}: {Path(str(path)).name}"
     if metric is None or not metric.values:
         return last, "- (no validation metric)"
-    better = _better(metric_key or "")
+    better = better_than(metric_key or "")
     index = 0
     for i, value in enumerate(metric.values):
         if math.isfinite(value) and (not math.isfinite(metric.values[index]) or better(value, metric.values[index])):

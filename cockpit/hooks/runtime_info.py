@@ -108,6 +108,7 @@ class RuntimeInfoHook(Hook):
         hub.update_info("iter", runner.iter)
         hub.update_info("max_epochs", runner.max_epochs)
         hub.update_info("max_iters", runner.max_iters)
+        hub.update_info("config", _settings(runner))
         meta = getattr(runner.train_dataloader.dataset, "metainfo", None)
         if meta is not None:
             hub.update_info("dataset_meta", meta)
@@ -221,3 +222,22 @@ def _as_floats(pending: list[tuple[int, dict[str, Any]]]) -> Iterator[tuple[int,
     for step, values in pending:
         yield step, {key: next(read) if isinstance(value, torch.Tensor) else float(value)
                      for key, value in values.items()}
+
+
+def _settings(runner: RunContext) -> dict[str, Any]:
+    """The run's key settings as the overview shows them: model, optimizer and its configured lr,
+    batch size and schedule (each None where the run has none)."""
+    optimizer = getattr(runner.optim_wrapper, "optimizer", None)
+    model = getattr(runner.model, "module", runner.model)
+    cfg = getattr(runner, "cfg", None) or {}
+    train_cfg = cfg.get("train_cfg") or {}
+    return {
+        "model": type(model).__name__,
+        "optimizer": type(optimizer).__name__ if optimizer is not None else None,
+        "lr": optimizer.defaults.get("lr") if optimizer is not None else None,
+        "batch_size": getattr(runner.train_dataloader, "batch_size", None),
+        "max_epochs": runner.max_epochs,
+        "max_iters": runner.max_iters,
+        "by_epoch": bool(train_cfg.get("by_epoch", "max_epochs" in train_cfg)),
+        "val_interval": getattr(runner.train_loop, "val_interval", None),
+    }

@@ -13,6 +13,7 @@ import math
 import os
 import re
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -124,11 +125,20 @@ def grid_app(state: RunState | None = None) -> PanelApp:
 
 
 async def drawn(pilot) -> None:
-    """Let the panel lay out, then draw it (not leaving it to the timer)."""
+    """Let the panel lay out, then draw it (not leaving it to the timer); a grid, until its cells show
+    scalars (on a loaded machine the layout that mounts them can take several frames)."""
     await pilot.pause()
     await pilot.pause()
     pilot.app.tick()
     await pilot.pause()
+    panel = pilot.app.panel
+    if isinstance(panel, ScalarGrid) and panel.display and panel.is_on_screen:
+        deadline = time.monotonic() + 30
+        while not any(cell.display and cell.keys for cell in panel.query("#scalars-grid > ScalarPlot")):
+            assert time.monotonic() < deadline, "the grid never drew its cells"
+            await pilot.pause(0.05)
+            pilot.app.tick()
+        await pilot.pause()
 
 
 # --- the overview ---------------------------------------------------------------------------------

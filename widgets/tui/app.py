@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cockpit.widgets.tui.commands import CockpitCommands
+from cockpit.widgets.tui.panels import OverviewPanel, ScalarGrid, SystemPanel
 from cockpit.widgets.tui.parts.checkpoints import CheckpointTable
 from cockpit.widgets.tui.parts.guard import GuardBanner
 from cockpit.widgets.tui.parts.hooks import HookTable
@@ -102,6 +103,11 @@ class CockpitApp(App[str]):
         Binding("z", "zoom", "zoom"),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit_cockpit", "quit"),
+        # The whole-screen views (tabs): the run, its overview, the system, every scalar.
+        Binding("1", "view('view-run')", "run", show=False),
+        Binding("2", "view('view-overview')", "overview", show=False),
+        Binding("3", "view('view-system')", "system", show=False),
+        Binding("4", "view('view-scalars')", "scalars", show=False),
     ]
     #: The most times a second a plot, and a table, is drawn again while its data flows (the status
     #: line: every frame). A plot gains about a column a second, and drawing one is the dearest thing
@@ -145,22 +151,30 @@ class CockpitApp(App[str]):
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status")
         yield GuardBanner(id="guard")
-        with Horizontal(id="main"):
-            with Vertical(id="plots"):
-                yield ScalarPlot(self._main_keys, "train loss", smoothing=0.9, id="loss-plot")
-                with Horizontal(id="aux"):
-                    yield ScalarPlot(["train/lr"], "learning rate", id="lr-plot")
-                    yield ScalarPlot([], "validation", id="val-plot")
-                with TabbedContent(id="bottom"):
-                    with TabPane("Log", id="tab-log"):
-                        yield LogPane(id="log")
-                    with TabPane("Hooks", id="tab-hooks"):
-                        yield HookTable(id="hooks-narrow")
-                    with TabPane("Checkpoints", id="tab-checkpoints"):
-                        yield CheckpointTable(id="checkpoints-narrow")
-            with Vertical(id="side"):
-                yield HookTable(id="hooks")
-                yield CheckpointTable(id="checkpoints")
+        with TabbedContent(id="views"):
+            with TabPane("1 Run", id="view-run"):
+                with Horizontal(id="main"):
+                    with Vertical(id="plots"):
+                        yield ScalarPlot(self._main_keys, "train loss", smoothing=0.9, id="loss-plot")
+                        with Horizontal(id="aux"):
+                            yield ScalarPlot(["train/lr"], "learning rate", id="lr-plot")
+                            yield ScalarPlot([], "validation", id="val-plot")
+                        with TabbedContent(id="bottom"):
+                            with TabPane("Log", id="tab-log"):
+                                yield LogPane(id="log")
+                            with TabPane("Hooks", id="tab-hooks"):
+                                yield HookTable(id="hooks-narrow")
+                            with TabPane("Checkpoints", id="tab-checkpoints"):
+                                yield CheckpointTable(id="checkpoints-narrow")
+                    with Vertical(id="side"):
+                        yield HookTable(id="hooks")
+                        yield CheckpointTable(id="checkpoints")
+            with TabPane("2 Overview", id="view-overview"):
+                yield OverviewPanel(id="overview")
+            with TabPane("3 System", id="view-system"):
+                yield SystemPanel(id="system")
+            with TabPane("4 Scalars", id="view-scalars"):
+                yield ScalarGrid(lock=self.lock, id="scalars")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -169,7 +183,8 @@ class CockpitApp(App[str]):
         # The panes a frame draws, found once (a query a frame costs more than the frame's drawing).
         self._status = self.main.query_one(StatusLine)
         self._guard = self.main.query_one(GuardBanner)
-        self._plots = list(self.main.query(ScalarPlot))
+        self._plots = list(self.main.query("#plots ScalarPlot"))  # the Run tab's (the grid has its own)
+        self._panels = list(self.main.query("OverviewPanel, SystemPanel, ScalarGrid"))
         self._val_plot = self.main.query_one("#val-plot", ScalarPlot)
         self._hook_tables = list(self.main.query(HookTable))
         self._checkpoint_tables = list(self.main.query(CheckpointTable))
@@ -194,9 +209,18 @@ class CockpitApp(App[str]):
         self._follow()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        """A table's tab (hooks, checkpoints) takes most of a narrow screen; the log leaves room for the plot."""
-        event.tabbed_content.set_class(event.pane.id != "tab-log", "-tables")
-        self._drawn_version = -1  # the tab's table (and the plots, resized) drawn now
+        """A view's tab: its panes drawn now (the grid takes the keys). A table's tab (hooks,
+        checkpoints) takes most of a narrow screen; the log leaves room for the plot."""
+        if event.tabbed_content.id == "views":
+            if event.pane.id == "view-scalars":
+                self.main.query_one(ScalarGrid).focus()  # its keys (arrows, [ ], /, enter) work at once
+        else:
+            event.tabbed_content.set_class(event.pane.id != "tab-log", "-tables")
+        self._drawn_version = -1  # the tab's panes (and the plots, resized) drawn now
+
+    def action_view(self, pane: str) -> None:
+        """Show one of the whole-screen views (keys 1-4)."""
+        self.main.query_one("#views", TabbedContent).active = pane
 
     def on_resize(self, event: Any) -> None:
         self._layout_for(event.size.width, event.size.height)
@@ -274,6 +298,8 @@ class CockpitApp(App[str]):
             for table in self._checkpoint_tables:
                 self._update(table, bool(changes & {"checkpoints", "info", "scalars"}), self.TABLE_RATE,
                              everything, lambda table=table: table.show(state))
+            for panel in self._panels:
+                panel.show(state)  # nothing while its tab is hidden; only what changed otherwise
             self._drawn_version = state.version
             ended, status, detail = state.ended, state.status, state.status_detail
         if ring:

@@ -24,7 +24,7 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
 
 from cockpit.series import Series
-from cockpit.views import _better, printable, progress_text, shown_path
+from cockpit.views import better_than, printable, progress_text, shown_path
 from cockpit.viewstate import RunState
 
 #: Below this width the two halves stack.
@@ -56,7 +56,7 @@ def best_point(key: str, series: Series) -> tuple[float, int] | None:
     """
     if not has_best(key) or not series.steps:
         return None
-    better = _better(key)
+    better = better_than(key)
     lower = better(0.0, 1.0)
     extremes = series.mins if lower else series.maxs
     best = None
@@ -178,6 +178,9 @@ class OverviewPanel(Horizontal):
     OverviewPanel.-stacked {
         layout: vertical;
     }
+    OverviewPanel.-stacked > #overview-facts, OverviewPanel.-stacked > #overview-scalars {
+        width: 1fr;  /* one a row: the whole width (2fr/3fr share a row only side by side) */
+    }
     OverviewPanel > #overview-facts {
         width: 2fr;
         height: auto;
@@ -238,7 +241,8 @@ class OverviewPanel(Horizontal):
     @staticmethod
     def _facts_table(facts: list[tuple[str, str]]) -> Table:
         table = Table.grid(padding=(0, 2))
-        table.add_column(style="dim", no_wrap=True)
+        # The labels keep their width; a long value (a folder, a lineage) is the one cut short.
+        table.add_column(style="dim", no_wrap=True, min_width=max((len(label) for label, _ in facts), default=0))
         table.add_column(no_wrap=True, overflow="ellipsis")
         for label, text in facts:
             table.add_row(label, Text(text, style="dim" if text == "-" else ""))

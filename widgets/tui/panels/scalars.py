@@ -128,6 +128,10 @@ class ScalarGrid(Vertical, can_focus=True):
         self.opened: str | None = None  # the key shown large
         self._state: RunState | None = None
         self._drawn: dict[int, tuple] = {}  # id(plot) -> what it shows now
+        self._mounted = False  # its header, grid and large plot exist (a frame can come before them)
+
+    def on_mount(self) -> None:
+        self._mounted = True
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="scalars-header"):
@@ -174,7 +178,7 @@ class ScalarGrid(Vertical, can_focus=True):
         self._state = state
         self.keys = sorted(state.scalars)
         self._clamp()
-        if self.is_on_screen:
+        if self._mounted and self.is_on_screen:
             self._draw(state)
 
     def on_resize(self, event: events.Resize) -> None:
@@ -206,7 +210,7 @@ class ScalarGrid(Vertical, can_focus=True):
 
     def _redraw_now(self) -> None:
         """Draw from the state last shown, now (under the app's lock), or leave it to the next ``show``."""
-        if self._state is None or not self.is_on_screen:
+        if self._state is None or not self._mounted or not self.is_on_screen:
             return
         if self.lock is None:
             return
