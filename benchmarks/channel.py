@@ -25,11 +25,18 @@
    same command followed through the event stream (``CommandFinished``), as a view
    does. Target: median and p95 under one iteration + 50 ms.
 
-Options: ``--quick`` (a smoke test: fewer rounds and events), ``--only overhead|rate|latency``
+4. Snapshots do not stall training: the same tiny MLP, served, whose hub first gets a long
+   history (8 series of 6,000 points, what a snapshot of a long run carries), trained with
+   and without a client in another process asking for full snapshots back to back as fast as
+   the run answers. 7 ABBA rounds of 3,000 timed iterations; the ratio of the median
+   throughputs is the target (>= 0.9x). Also printed: snapshots per second served and the
+   time the hub's lock was held for each (``MessageHub.snapshot``'s copy under the lock).
+
+Options: ``--quick`` (a smoke test: fewer rounds and events), ``--only overhead|rate|latency|snapshot``
 (repeatable), ``--gc-freeze`` (``gc.freeze()`` after start-up, which takes torch's ~165k
 objects out of full collections: shows what those collections cost).
 
-Run: ``.venv/bin/python benchmarks/channel.py [--quick] [--only rate] [--gc-freeze]``
+Run: ``.venv/bin/python benchmarks/channel.py [--quick] [--only rate|snapshot] [--gc-freeze]``
 """
 
 from __future__ import annotations
@@ -388,6 +395,120 @@ def bench_overhead(view: View, rounds: int, iters: int, warmup: int = 200) -> fl
     return wall
 
 
+# --- 4. snapshots -----------------------------------------------------------------------------
+SNAPSHOT_SERIES, SNAPSHOT_POINTS = 8, 6000
+
+
+class LongHistory(Hook):
+    """Gives the hub a long run's history before training starts, so each snapshot is a big one."""
+
+    def before_train(self, runner):
+        for index in range(SNAPSHOT_SERIES):
+            for step in range(SNAPSHOT_POINTS):
+                runner.message_hub.update_scalar(f"history/{index}", 1.0 / (step + 1), step)
+
+
+def snapshot_worker(run_dir: str, started: Any, stop: Any, results: mp.Queue) -> None:
+    """A client in its own process asking ``run_dir`` for full snapshots back to back until ``stop``."""
+    client = wait_for_connection(Path(run_dir))
+    count = 0
+    started.set()
+    began = time.monotonic()
+    try:
+        while not stop.is_set():
+            client.snapshot()
+            count += 1
+    except ConnectionError_:
+        pass  # the run ended between two requests
+    results.put(count / (time.monotonic() - began))
+    client.close()
+
+
+class SnapshotFlood(Hook):
+    """Starts the snapshot-looping process once the run serves, and stops it when training ends."""
+
+    def __init__(self) -> None:
+        context = mp.get_context("spawn")
+        self.context, self.results = context, context.Queue()
+        self.started, self.stop = context.Event(), context.Event()
+        self.process: Any = None
+        self.rate = 0.0
+
+    def before_train(self, runner):
+        self.process = self.context.Process(target=snapshot_worker, daemon=True,
+                                            args=(str(runner.log_dir), self.started, self.stop, self.results))
+        self.process.start()
+        if not self.started.wait(120):
+            raise RuntimeError("the snapshot client did not connect in 120 s")
+
+    def after_train(self, runner):
+        self.stop.set()
+        self.rate = self.results.get(timeout=120)
+        self.process.join(timeout=30)
+
+
+def snapshot_round(flood: bool, dataset: TensorDataset, warmup: int) -> tuple[float, float, float]:
+    """One served run: iterations per second (wall, CPU of the process), and snapshots per second."""
+    span = Span(warmup, len(dataset) // BATCH)
+    flooder = SnapshotFlood() if flood else None
+    hooks: list[Hook] = [LongHistory(), span] + ([flooder] if flooder else [])
+    with tempfile.TemporaryDirectory() as folder:
+        runner = make_runner(folder, dataset, dict(by_epoch=True, max_epochs=1), custom_hooks=hooks, serve=True)
+        runner.train()
+    rates = span.rates()
+    return rates[0], rates[2], flooder.rate if flooder else 0.0
+
+
+def lock_hold_time(repeats: int = 20) -> tuple[float, float]:
+    """Seconds ``MessageHub.snapshot`` holds the hub's lock, and its whole time, on the long history."""
+    hub = MessageHub("lock")
+    for index in range(SNAPSHOT_SERIES):
+        for step in range(SNAPSHOT_POINTS):
+            hub.update_scalar(f"history/{index}", 1.0 / (step + 1), step)
+    held: list[float] = []
+    real_lock = hub._lock
+
+    class TimedLock:
+        def __enter__(self):
+            real_lock.acquire()
+            self.began = time.perf_counter()
+
+        def __exit__(self, *exc):
+            held.append(time.perf_counter() - self.began)
+            real_lock.release()
+
+    hub._lock = TimedLock()
+    whole = []
+    for _ in range(repeats):
+        held.clear()
+        began = time.perf_counter()
+        hub.snapshot()
+        whole.append(time.perf_counter() - began)
+    return max(held), statistics.median(whole)
+
+
+def bench_snapshot(rounds: int, iters: int, warmup: int = 200) -> float:
+    dataset = make_data(iters + warmup)
+    snapshot_round(False, dataset, warmup)  # warm caches, imports, allocator
+    quiet: list[tuple[float, float, float]] = []
+    flooded: list[tuple[float, float, float]] = []
+    for index in range(rounds):
+        order = (False, True) if index % 2 == 0 else (True, False)
+        for flood in order:
+            (flooded if flood else quiet).append(snapshot_round(flood, dataset, warmup))
+    a = statistics.median(r[0] for r in quiet)
+    b = statistics.median(r[0] for r in flooded)
+    cpu = statistics.median(r[1] for r in flooded) / statistics.median(r[1] for r in quiet)
+    held, whole = lock_hold_time()
+    paired = ", ".join(f"{f[0] / q[0]:.2f}" for q, f in zip(quiet, flooded, strict=True))
+    print(f"snapshots: {iters} iters x {rounds} rounds, served, hub holding {SNAPSHOT_SERIES} x {SNAPSHOT_POINTS} "
+          f"points; no snapshots {a:.0f} it/s, a client looping full snapshots {b:.0f} it/s; ratio {b / a:.3f}x "
+          f"(target >= 0.9x); by process CPU time {cpu:.3f}x; per-round ratios {paired}")
+    print(f"    snapshots served {statistics.median(r[2] for r in flooded):.1f}/s; MessageHub.snapshot() takes "
+          f"{whole * 1000:.1f} ms, of which {held * 1000:.2f} ms under the hub's lock (load {os.getloadavg()[0]:.1f})")
+    return b / a
+
+
 # --- 2. event rate --------------------------------------------------------------------------
 def bare_publish_rate(n: int) -> float:
     hub = MessageHub("bare")
@@ -402,7 +523,7 @@ def rate_round(view: View, n: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         runner = Runner(model=MLP(), work_dir=folder, log_to_console=False)
         hub = runner.message_hub
-        server = ChannelServer(runner).start()
+        server = ChannelServer(runner, runner.control).start()
         try:
             view.follow(runner.log_dir, end_key="bench_done")
             view.wait("attached")
@@ -583,7 +704,7 @@ def bench_latency(samples: int, sleep: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and events (a smoke test)")
-    parser.add_argument("--only", choices=("overhead", "rate", "latency"), action="append")
+    parser.add_argument("--only", choices=("overhead", "rate", "latency", "snapshot"), action="append")
     parser.add_argument("--gc-freeze", action="store_true",
                         help="gc.freeze() after start-up (what-if: full collections without torch's objects)")
     args = parser.parse_args()
@@ -591,7 +712,7 @@ def main() -> None:
     if args.gc_freeze:
         gc.collect()
         gc.freeze()
-    only = set(args.only or ("overhead", "rate", "latency"))
+    only = set(args.only or ("overhead", "rate", "latency", "snapshot"))
     rounds, iters, events, samples = (2, 500, 100_000, 5) if args.quick else (7, 3000, 1_000_000, 30)
     print(f"load before: {os.getloadavg()[0]:.2f} (1-min), {os.cpu_count()} CPUs")
     view = View() if only & {"overhead", "rate"} else None
@@ -605,6 +726,8 @@ def main() -> None:
             view.close()
     if "latency" in only:
         bench_latency(samples, 0.020)
+    if "snapshot" in only:
+        bench_snapshot(rounds, iters)
     print(f"load after: {os.getloadavg()[0]:.2f} (1-min)")
 
 

@@ -198,6 +198,27 @@ def encode_event(event: Event) -> dict[str, Any]:
     return out
 
 
+def row_to_dict(row: Any) -> dict[str, Any] | None:
+    """``encode_event``'s dict from an event as the channel sends it (None if ``row`` is not one).
+
+    On the wire an event is a row, its kind then its fields in order:
+    ``["ScalarUpdated", 12, "train/loss", 0.5, 12]``. The hub queues events in this form already
+    (``hub.Subscription``), so the channel sends a batch with one encode of the queued tuples: no
+    dict per event, no field names on the wire.
+
+    A row of a kind this version does not know keeps its ``t`` and ``seq`` (and ``decode_event``
+    refuses it), so a view still follows the sequence numbers of a newer run.
+    """
+    if not isinstance(row, list) or len(row) < 2 or not isinstance(row[0], str) or type(row[1]) is not int:
+        return None
+    cls = EVENT_TYPES.get(row[0])
+    if cls is None:
+        return {"t": row[0], "seq": row[1]}
+    out: dict[str, Any] = {"t": row[0]}
+    out.update(zip(_FIELDS[cls], row[1:], strict=False))
+    return out
+
+
 class UnknownEvent(ValueError):
     """An encoded event whose kind or fields this version does not know."""
 

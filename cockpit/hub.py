@@ -74,6 +74,11 @@ def _plain(value: Any) -> Any:
 class Subscription:
     """A view's bounded queue of hub events.
 
+    The queue holds each event as a plain tuple, ``(event class name, seq, *fields)``: building
+    the frozen dataclass costs the training thread three times what the tuple does, so it is
+    built by whoever reads the event (``poll``), or never (the channel sends the tuples as
+    they are, see ``events.row_to_dict``).
+
     Args:
         hub: the hub it listens to.
         maxlen: how many unread events it keeps before dropping the oldest.
@@ -81,15 +86,21 @@ class Subscription:
 
     def __init__(self, hub: MessageHub, maxlen: int) -> None:
         self.hub = hub
-        self.queue: deque[ev.Event] = deque(maxlen=maxlen)
+        self.queue: deque[tuple] = deque(maxlen=maxlen)
 
     def poll(self, limit: int | None = None) -> list[ev.Event]:
         """Take the events received since the last poll (at most ``limit``)."""
-        out = []
+        types = ev.EVENT_TYPES
+        return [types[item[0]](*item[1:]) for item in self.poll_raw(limit)]
+
+    def poll_raw(self, limit: int | None = None) -> list[tuple]:
+        """Like ``poll``, as the queued ``(event class name, seq, *fields)`` tuples."""
         queue = self.queue
-        while queue and (limit is None or len(out) < limit):
-            out.append(queue.popleft())
-        return out
+        # Only this reader takes from the queue; the writer only adds (dropping the oldest when
+        # full keeps its length), so this many items are there to take.
+        count = len(queue) if limit is None else min(limit, len(queue))
+        take = queue.popleft
+        return [take() for _ in range(count)]
 
     def close(self) -> None:
         """Stop receiving events."""
@@ -148,15 +159,15 @@ class MessageHub:
     def publish(self, cls: type[ev.Event], *args: Any) -> None:
         """Emit an event that changes no stored state (command acknowledgements and outcomes)."""
         with self._lock:
-            self._emit(cls, *args)
+            self._emit(cls.__name__, *args)
 
-    def _emit(self, cls: type[ev.Event], *args: Any) -> None:
-        # Called with the lock held. Events are only built when someone listens.
+    def _emit(self, kind: str, *args: Any) -> None:
+        # Called with the lock held. Events are only queued when someone listens.
         self._seq += 1
         if self._subscribers:
-            event = cls(self._seq, *args)
+            item = (kind, self._seq, *args)
             for sub in self._subscribers:
-                sub.queue.append(event)
+                sub.queue.append(item)
 
     # --- scalars ------------------------------------------------------------
     def update_scalar(self, key: str, value: Any, step: int | None = None) -> None:
@@ -167,12 +178,17 @@ class MessageHub:
         value = to_float(value)
         if step is None:
             step = self._info.get("iter", 0)
+        # This runs several times an iteration: ``_emit`` is written out here (one call less).
         with self._lock:
             history = self._scalars.get(key)
             if history is None:
                 history = self._scalars[key] = ScalarHistory(self.window_size)
             history.update(value, step)
-            self._emit(ev.ScalarUpdated, key, value, step)
+            self._seq = seq = self._seq + 1
+            if self._subscribers:
+                item = ("ScalarUpdated", seq, key, value, step)
+                for sub in self._subscribers:
+                    sub.queue.append(item)
 
     def update_scalars(self, values: dict[str, Any], step: int | None = None) -> None:
         for key, value in values.items():
@@ -200,7 +216,7 @@ class MessageHub:
         """Set a runtime-info entry (epoch, iter, max_iters, lr, eta, ...)."""
         with self._lock:
             self._info[key] = value
-            self._emit(ev.InfoUpdated, key, value)
+            self._emit("InfoUpdated", key, value)
 
     def update_info_dict(self, info: dict[str, Any]) -> None:
         for key, value in info.items():
@@ -212,7 +228,7 @@ class MessageHub:
     def pop_info(self, key: str, default: Any = None) -> Any:
         with self._lock:
             value = self._info.pop(key, default)
-            self._emit(ev.InfoUpdated, key, None)
+            self._emit("InfoUpdated", key, None)
         return value
 
     @property
@@ -224,16 +240,17 @@ class MessageHub:
         """Publish the hook order: ``((stage, ((priority_name, priority, hook), ...)), ...)``."""
         with self._lock:
             self._hooks_table = table
-            self._emit(ev.HooksChanged, table)
+            self._emit("HooksChanged", table)
 
     @property
     def hooks_table(self) -> tuple:
         return self._hooks_table
 
     def enter_stage(self, stage: str) -> None:
+        """A hook stage starts (the dispatcher calls this for every stage while someone listens)."""
         with self._lock:
             self._stage = stage
-            self._emit(ev.StageEntered, stage)
+            self._emit("StageEntered", stage)
 
     def note_stage(self, stage: str) -> None:
         """Remember the current stage without an event (nobody is listening)."""
@@ -255,12 +272,16 @@ class MessageHub:
 
     def record_stage(self, stage: str, calls: list[tuple[str, float]]) -> None:
         """Count the hook calls of one run of ``stage`` and publish them as one event."""
+        calls = tuple(calls)
+        hook_stats = self._hook_stats
         with self._lock:
             for hook, seconds in calls:
-                stats = self._hook_stats.setdefault((stage, hook), [0, 0.0])
+                stats = hook_stats.get((stage, hook))
+                if stats is None:
+                    stats = hook_stats[stage, hook] = [0, 0.0]
                 stats[0] += 1
                 stats[1] += seconds
-            self._emit(ev.StageTimed, stage, tuple(calls))
+            self._emit("StageTimed", stage, calls)
 
     def hook_timings(self) -> dict[tuple[str, str], tuple[int, float]]:
         """``(stage, hook) -> (calls, total seconds)`` for hooks that were called."""
@@ -273,7 +294,7 @@ class MessageHub:
         when = time.time() if when is None else when
         with self._lock:
             self._logs.append((when, level, message))
-            self._emit(ev.LogRecorded, level, message, when)
+            self._emit("LogRecorded", level, message, when)
 
     def logs(self) -> list[tuple[float, str, str]]:
         with self._lock:
@@ -283,13 +304,13 @@ class MessageHub:
         """Note a checkpoint that is complete on disk."""
         with self._lock:
             self._checkpoints.append({"path": path, "epoch": epoch, "iter": iteration, "time": time.time()})
-            self._emit(ev.CheckpointSaved, path, epoch, iteration)
+            self._emit("CheckpointSaved", path, epoch, iteration)
 
     def record_checkpoint_removed(self, path: str, reason: str) -> None:
         """Note that a checkpoint file was deleted (rotation, a replaced best)."""
         with self._lock:
             self._checkpoints = [c for c in self._checkpoints if c["path"] != path]
-            self._emit(ev.CheckpointRemoved, path, reason)
+            self._emit("CheckpointRemoved", path, reason)
 
     @property
     def checkpoints(self) -> list[dict[str, Any]]:
@@ -299,7 +320,7 @@ class MessageHub:
         """Mark an event on the run's timeline (a resume, a jump) so plots can show it."""
         with self._lock:
             self._markers.append({"kind": kind, "step": step, "detail": detail})
-            self._emit(ev.InfoUpdated, "markers", list(self._markers))
+            self._emit("InfoUpdated", "markers", list(self._markers))
 
     @property
     def markers(self) -> list[dict[str, Any]]:
@@ -311,7 +332,7 @@ class MessageHub:
         with self._lock:
             self._status = status
             self._status_detail = detail
-            self._emit(ev.StatusChanged, status, detail)
+            self._emit("StatusChanged", status, detail)
 
     @property
     def status(self) -> str:
@@ -331,39 +352,33 @@ class MessageHub:
 
         The ``seq`` in the result is the last event the snapshot includes: a view
         applies only events with a larger sequence number on top of it.
+
+        Only copying the state holds the hub's lock (well under a millisecond for a long run),
+        so training, which takes the lock for every update, is not held up by a view that asks
+        for snapshots; turning the copies into series and plain data happens after.
         """
         with self._lock:
-            scalars = {}
-            for key, history in self._scalars.items():
-                steps, means, mins, maxs = history.series()
-                if max_points is not None:
-                    steps, means, mins, maxs = (s[-max_points:] for s in (steps, means, mins, maxs))
-                scalars[key] = {
-                    "steps": steps,
-                    "values": means,
-                    "mins": mins,
-                    "maxs": maxs,
-                    "current": history.current(),
-                    "mean": history.mean(),
-                    "global_mean": history.global_mean(),
-                    "min": history.min(),
-                    "max": history.max(),
-                    "count": history.count,
-                }
-            return {
-                "seq": self._seq,
-                "name": self.name,
-                "status": self._status,
-                "status_detail": self._status_detail,
-                "info": {k: _plain(v) for k, v in self._info.items()},
-                "scalars": scalars,
-                "hooks": self._hooks_table,
-                "hook_timings": {f"{s}/{h}": (int(c), t) for (s, h), (c, t) in self._hook_stats.items() if c},
-                "stage": self._stage,
-                "logs": list(self._logs),
-                "checkpoints": list(self._checkpoints),
-                "markers": list(self._markers),
-            }
+            copied = self._copy_state()
+        copied["scalars"] = {key: _series(history, max_points) for key, history in copied["scalars"].items()}
+        copied["info"] = {key: _plain(value) for key, value in copied["info"].items()}
+        return copied
+
+    def _copy_state(self) -> dict[str, Any]:
+        """What ``snapshot`` returns, with the histories and info not yet made plain (lock held)."""
+        return {
+            "seq": self._seq,
+            "name": self.name,
+            "status": self._status,
+            "status_detail": self._status_detail,
+            "info": dict(self._info),
+            "scalars": {key: _copy_history(history) for key, history in self._scalars.items()},
+            "hooks": self._hooks_table,
+            "hook_timings": {f"{s}/{h}": (int(c), t) for (s, h), (c, t) in self._hook_stats.items() if c},
+            "stage": self._stage,
+            "logs": list(self._logs),
+            "checkpoints": list(self._checkpoints),
+            "markers": list(self._markers),
+        }
 
     @contextlib.contextmanager
     def activated(self) -> Iterator[MessageHub]:
@@ -439,10 +454,59 @@ class MessageHub:
             self._info.update(checked["info"])
             self._checkpoints = checked["checkpoints"]
             self._markers = checked["markers"]
-            self._emit(ev.InfoUpdated, "resynced", True)
+            self._emit("InfoUpdated", "resynced", True)
 
     def __repr__(self) -> str:
         return f"MessageHub(name={self.name!r}, scalars={len(self._scalars)}, seq={self._seq})"
+
+
+def _copy_history(history: ScalarHistory) -> ScalarHistory:
+    """A copy of ``history`` that later updates leave alone, made at C speed (the hub's lock is held).
+
+    Folded buckets are never changed once they are in the bucket list (halving builds new ones),
+    so the list is copied and the buckets shared; the pending bucket is still growing: copied.
+    """
+    copy = ScalarHistory.__new__(ScalarHistory)
+    for name in ScalarHistory.__slots__:
+        setattr(copy, name, getattr(history, name))
+    copy._recent = history._recent.copy()
+    copy._buckets = list(history._buckets)
+    copy._pending = None if history._pending is None else list(history._pending)
+    return copy
+
+
+def _series(history: ScalarHistory, max_points: int | None) -> dict[str, Any]:
+    """One scalar as a snapshot holds it: the series (its newest ``max_points``) and its statistics.
+
+    The points are ``history.series()``'s, built at C speed where they can be (the full-resolution
+    part is most of a long run's points): a view that asks for snapshots costs the run little.
+    """
+    folded = list(history._buckets)
+    if history._pending is not None:
+        folded.append(history._pending)
+    steps = [int(last if count > 1 else first) for first, last, _, count, _, _ in folded]
+    means = [total / count for _, _, total, count, _, _ in folded]
+    mins = [bucket[4] for bucket in folded]
+    maxs = [bucket[5] for bucket in folded]
+    if history._recent:
+        recent_steps, recent_values = zip(*history._recent, strict=True)
+        steps += recent_steps
+        for part in (means, mins, maxs):
+            part += recent_values
+    if max_points is not None:
+        steps, means, mins, maxs = (s[-max_points:] for s in (steps, means, mins, maxs))
+    return {
+        "steps": steps,
+        "values": means,
+        "mins": mins,
+        "maxs": maxs,
+        "current": history.current(),
+        "mean": history.mean(),
+        "global_mean": history.global_mean(),
+        "min": history.min(),
+        "max": history.max(),
+        "count": history.count,
+    }
 
 
 # Info that describes this process rather than the run, so it is not restored.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import io
+import json
 import math
 import threading
 from pathlib import Path
@@ -602,3 +603,27 @@ def test_publishing_while_another_thread_snapshots():
     final = hub.snapshot()
     assert sum(s["count"] for s in final["scalars"].values()) == published
     assert final["seq"] == hub.seq == published + 2 * (published // 100)
+
+
+def test_events_go_over_the_wire_as_rows_that_read_back_as_their_dicts():
+    # The channel sends the queued tuples as JSON rows; the client turns each back into
+    # encode_event's dict, which is what views decode.
+    hub = MessageHub()
+    wire, typed = hub.subscribe(), hub.subscribe()
+    hub.update_scalar("train/loss", 0.5, step=3)
+    hub.update_info("eta", {"seconds": 12.5, "parts": [1, 2]})
+    hub.enter_stage("before_train_iter")
+    hub.record_stage("after_train_iter", [("LoggerHook", 0.001)])
+    hub.set_hooks_table((("before_run", (("NORMAL", 50, "MyHook"),)),))
+    hub.log("INFO", "hello", when=1.0)
+    hub.record_checkpoint("/tmp/a.pth", 1, 8)
+    hub.record_checkpoint_removed("/tmp/a.pth", "rotation")
+    hub.set_status("running")
+    hub.publish(ev.CommandFinished, "1-1", "save", "applied", "saved")
+    rows = json.loads(json.dumps(wire.poll_raw()))
+    events = typed.poll()
+    assert len(rows) == len(events) == 10
+    assert [ev.row_to_dict(row) for row in rows] == [json.loads(json.dumps(ev.encode_event(e))) for e in events]
+    assert [ev.decode_event(ev.row_to_dict(row)) for row in rows] == events
+    assert ev.row_to_dict(["FutureEvent", 11, "x"]) == {"t": "FutureEvent", "seq": 11}
+    assert ev.row_to_dict({"t": "ScalarUpdated"}) is None and ev.row_to_dict(["ScalarUpdated", "1"]) is None

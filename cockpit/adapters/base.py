@@ -122,6 +122,21 @@ class HookTrace:
 
 
 @dataclasses.dataclass
+class OfferedCommands(CommandSet):
+    """The run's commands, of which views are offered all but ``unlisted``.
+
+    An unlisted command is still understood when sent (``cockpit ctl resume latest`` gets its
+    answer: how to resume with this framework), but no view shows a key or button for a
+    command the run would only refuse.
+    """
+
+    unlisted: frozenset[str] = frozenset()
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [c.describe() for c in self.commands.values() if c.name not in self.unlisted]
+
+
+@dataclasses.dataclass
 class Steering:
     """The flags commands set (``cockpit.interface.Steer``); the training thread serves them at the safe point."""
 
@@ -167,6 +182,9 @@ class AdaptedRun:
     """
 
     framework = "adapter"
+    #: Whether ``resume`` loads a checkpoint into the running training. Where it cannot, ``resume``
+    #: only says how to resume instead, and views are not offered it (``OfferedCommands``).
+    resumes_in_place = False
 
     def __init__(self, *, work_dir: str | Path, log_dir: str | Path | None = None,
                  experiment_name: str | None = None, logger: logging.Logger | None = None,
@@ -195,7 +213,8 @@ class AdaptedRun:
         self.trace = HookTrace(self.message_hub)
         self.steering = Steering(self)
         self.control = ControlQueue(self)
-        self.control.commands = CommandSet()  # the framework's handlers replace the built-ins below
+        # The framework's handlers replace the built-ins below.
+        self.control.commands = OfferedCommands(unlisted=frozenset() if self.resumes_in_place else {RESUME})
         for command in self.builtin_commands():
             self.control.add(command)
         self.stop_reason: str | None = None
@@ -278,7 +297,7 @@ class AdaptedRun:
         for command in builtin_commands():
             if command.name in handlers:
                 command = dataclasses.replace(command, handler=handlers[command.name])
-            if command.name == RESUME and self.resume_description() != command.description:
+            if command.name == RESUME and not self.resumes_in_place:
                 # Resuming is refused here (the description says how to resume instead): nothing to confirm, and
                 # no file is loaded, so nothing to trust.
                 command = dataclasses.replace(command, description=self.resume_description(), confirm=None,
@@ -572,4 +591,5 @@ def resolve_checkpoint(which: str, known: Iterable[str | Path], latest: str | Pa
                           + (f"known: {', '.join(names)}, 'latest' or 'best'" if names else "none saved yet"))
 
 
-__all__ = ["ANNOUNCE_VARIABLE", "AdaptedRun", "HookEntry", "HookTrace", "HubLogHandler", "Steering", "resolve_checkpoint"]
+__all__ = ["ANNOUNCE_VARIABLE", "AdaptedRun", "HookEntry", "HookTrace", "HubLogHandler", "OfferedCommands", "Steering",
+           "resolve_checkpoint"]

@@ -280,17 +280,18 @@ class LightningRun(AdaptedRun):
     # --- what the callback reports ---------------------------------------------------------------------
     def batch_started(self) -> None:
         now = perf_counter()
+        step = self.iter  # Lightning's global_step walks its loops: read once a batch
         if self._batch_ended is not None:
-            self.message_hub.update_scalar("train/data_time", now - self._batch_ended, self.iter)
+            self.message_hub.update_scalar("train/data_time", now - self._batch_ended, step)
         self._batch_started = now
-        self.show_iter(self.iter)
+        self.show_iter(step)
         if now - self._metrics_read >= METRICS_INTERVAL:
             self.publish_metrics("train")
 
     def batch_ended(self, outputs: Any) -> None:
         """The batch is done (``global_step`` counts its optimizer step): its loss, lr and time."""
         now = perf_counter()
-        step = self.iter - 1 if self.iter > 0 else 0  # the step this batch made (as a Cockpit run plots it)
+        step = max(0, self.iter - 1)  # the step this batch made (as a Cockpit run plots it)
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         hub = self.message_hub
         if isinstance(loss, torch.Tensor) and loss.numel() == 1:

@@ -82,6 +82,7 @@ class MMEngineRun(AdaptedRun):
     """
 
     framework = "mmengine"
+    resumes_in_place = True
 
     def __init__(self, runner: Any, listen: str | None = None) -> None:
         super().__init__(work_dir=runner.work_dir, log_dir=runner.log_dir, timestamp=runner.timestamp,

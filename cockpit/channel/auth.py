@@ -31,9 +31,15 @@ from typing import Any
 
 from cockpit.version import __version__
 
+try:  # optional: writes the same JSON several times faster (a snapshot of a long run is megabytes of floats)
+    import orjson
+except ImportError:  # pragma: no cover - the standard library's json does the same work
+    orjson = None
+
 CONNECTION_FILE = "cockpit.json"
 #: The version of the wire format; a client refuses a connection file that speaks another one.
-PROTOCOL = 2
+#: 3: events travel as rows (``events.row_to_dict``), not dicts.
+PROTOCOL = 3
 #: Messages older than this (seconds) are refused as stale.
 MAX_AGE = 60.0
 #: Messages from further in the future than this (seconds, clock skew) are refused.
@@ -124,6 +130,53 @@ def _loads(raw: bytes, what: str) -> Any:
         raise BadMessage(f"malformed {what}: {error}") from None
 
 
+def dumps(payload: Any) -> bytes:
+    """``payload`` as compact JSON, as ``json.dumps`` writes it.
+
+    orjson writes it when it is installed and writes the same: it turns NaN and infinities into
+    null, so its text is kept only when it has no null at all (an event batch, as a rule) or when
+    ``_all_finite`` finds no NaN or infinity in the payload (its nulls are Nones: a snapshot); else,
+    and for anything orjson refuses, ``json.dumps`` writes ``NaN`` and ``Infinity`` as Python's json
+    reads them back.
+    """
+    if orjson is not None:
+        try:
+            body = orjson.dumps(payload, default=_json_default, option=_ORJSON_OPTIONS)
+            if b"null" not in body or _all_finite(payload):
+                return body
+        except (orjson.JSONEncodeError, RecursionError, OverflowError):
+            pass
+    return json.dumps(payload, separators=(",", ":"), default=_json_default).encode()
+
+
+#: Dataclasses and datetimes go to ``_json_default`` (as with ``json.dumps``), not orjson's own forms.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME if orjson else 0
+_ATOMS = (str, int, bool, type(None))
+
+
+def _all_finite(value: Any) -> bool:
+    """True if ``value`` is plain JSON data (str keys) without a NaN or an infinity.
+
+    A list of numbers is summed in C (a non-finite element, or an overflow, makes the sum
+    non-finite; then its elements are looked at one by one), so a snapshot's long series cost
+    little; anything else is walked.
+    """
+    kind = type(value)
+    if kind is float:
+        return value - value == 0.0  # NaN and infinities give NaN
+    if kind is list or kind is tuple:
+        try:
+            total = sum(value)
+        except TypeError:
+            return all(map(_all_finite, value))
+        if type(total) is int or (type(total) is float and total - total == 0.0):
+            return True
+        return all(map(_all_finite, value))
+    if kind is dict:
+        return all(type(key) is str for key in value) and all(map(_all_finite, value.values()))
+    return isinstance(value, _ATOMS)
+
+
 # --- signing ------------------------------------------------------------------------------------
 class Signer:
     """Signs and checks ``[signature, header, payload]`` messages.
@@ -149,7 +202,7 @@ class Signer:
         """A signed message of ``kind`` going ``direction`` (``REQUEST``, ``REPLY``, ``EVENT``)."""
         header = json.dumps({"v": PROTOCOL, "id": uuid.uuid4().hex, "time": time.time(), "dir": direction,
                              "type": kind}).encode()
-        body = json.dumps(payload, separators=(",", ":"), default=_json_default).encode()
+        body = dumps(payload)
         return [self.signature(header, body), header, body]
 
     def unpack(self, frames: list[bytes], direction: str, check_replay: bool = True,

@@ -38,6 +38,7 @@ from cockpit.channel.auth import (
     read_connection_file,
 )
 from cockpit.channel.server import RUN_FILE
+from cockpit.events import row_to_dict
 
 
 def _refusal(frame: bytes) -> str:
@@ -251,8 +252,9 @@ class RunClient:
                 self.resyncs += 1
                 out.append({"t": "Snapshot", "seq": 0, "snapshot": self.snapshot()})
                 continue
-            for event in batch["events"]:
-                if event["seq"] > self.seq:
+            for row in batch["events"]:
+                event = row_to_dict(row)
+                if event is not None and event["seq"] > self.seq:
                     out.append(event)
             self.seq = batch["last"]
 

@@ -1,6 +1,6 @@
 """The channel server: one thread in the training process that serves the hub and the queue.
 
-Hub events go out on a PUB socket, batched every few milliseconds into one
+Hub events go out on a PUB socket, batched every 20 milliseconds into one
 signed message that carries the sequence numbers it covers. Requests come in
 on a ROUTER socket: ``snapshot``, ``command``, ``outcome``, ``commands``,
 ``ping``. The training thread never waits for this one: it only appends to the
@@ -50,7 +50,6 @@ from cockpit.channel.auth import (
     write_connection_file,
 )
 from cockpit.channel.runtime import socket_folder
-from cockpit.events import encode_event
 from cockpit.version import __version__
 
 if TYPE_CHECKING:
@@ -105,11 +104,13 @@ class ChannelServer:
         listen: ``'HOST:PORT'`` to serve over TCP instead (control on PORT, events on PORT+1; port 0
             picks two free ports), encrypted and authenticated with CURVE; by default only private
             Unix sockets are used.
-        batch_interval: seconds between event batches.
+        batch_interval: seconds between event batches. Each pass of the channel thread costs the run
+            tens of microseconds of GIL time whether or not there are events; 20 ms (50 batches a
+            second) keeps that near 0.1% and is still five times faster than views redraw.
     """
 
     def __init__(self, run: RunContext, control: ControlQueue, listen: str | None = None,
-                 batch_interval: float = 0.005) -> None:
+                 batch_interval: float = 0.02) -> None:
         self.run = run
         self.control = control
         self.listen = listen
@@ -305,13 +306,14 @@ class ChannelServer:
         self._start_authenticator()
 
     def _publish(self) -> None:
-        events = self.subscription.poll(limit=20_000)
-        if not events:
+        # The queued tuples are already the wire's rows (``events.row_to_dict``): one json.dumps, in C.
+        rows = self.subscription.poll_raw(limit=20_000)
+        if not rows:
             return
-        payload = {"first": events[0].seq, "last": events[-1].seq, "events": [encode_event(e) for e in events]}
+        payload = {"first": rows[0][1], "last": rows[-1][1], "events": rows}
         try:
             self.pub.send_multipart(self.signer.pack(EVENT, "events", payload), zmq.NOBLOCK)
-            self.published += len(events)
+            self.published += len(rows)
         except zmq.Again:
             self.dropped_batches += 1
 

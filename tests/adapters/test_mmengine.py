@@ -41,6 +41,7 @@ def test_every_command_from_outside_and_the_notebook_widget(iter_run):
     assert [name for _, _, name in table["after_train_iter"]][-1] == "CockpitHook"
     assert ("VERY_HIGH", 10, "RuntimeInfoHook") in table["before_train_iter"]
     assert {"val", "save", "resume", "pause", "continue", "stop", "set", "note"} <= {c.name for c in state.commands}
+    assert state.command("resume").key == "r"  # resumed in place: offered, with its key
     assert state.status == "running"
 
     # Sent while the first iteration waits at the gate: applied at that iteration's end.

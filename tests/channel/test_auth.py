@@ -1,4 +1,5 @@
-"""The nesting check that runs before any message is parsed: exact on every JSON text, never fooled by strings."""
+"""The nesting check that runs before any message is parsed: exact on every JSON text, never fooled by strings;
+and the encoder every message goes through, which writes the data ``json.dumps`` writes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cockpit.channel.auth import MAX_DEPTH, BadMessage, check_depth
+from cockpit.channel.auth import MAX_DEPTH, BadMessage, check_depth, dumps
 
 # Strings full of what the check must see through: brackets, quotes, backslashes, escapes.
 tricky_text = st.text(alphabet=st.sampled_from('[]{}"\\,:ab\n\u00e9'), max_size=12)
@@ -64,3 +65,27 @@ def test_deep_nesting_is_refused_whatever_its_shape():
                 b"[[]" * 20_000 + b"]" * 20_000, b'["]",' * 20_000 + b"1" + b"]" * 20_000):
         with pytest.raises(BadMessage):
             check_depth(raw)
+
+
+# Payloads as the channel sends them: numbers (NaN and infinities among them), None, strings, nesting.
+plain_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=6), children, max_size=6),
+    max_leaves=40)
+
+
+@settings(max_examples=400, deadline=None)
+@given(plain_json)
+def test_the_encoder_writes_what_json_dumps_writes(payload):
+    # The same data (orjson writes non-ASCII as UTF-8, json.dumps as escapes); orjson writes NaN and
+    # infinities as null, yet such a payload must still arrive as NaN.
+    def read(body: bytes) -> str:
+        return json.dumps(json.loads(body), sort_keys=True)
+
+    assert read(dumps(payload)) == read(json.dumps(payload).encode())
+
+
+def test_a_snapshot_with_a_nan_among_nones_keeps_its_nan():
+    snapshot = {"info": {"guard_alert": None}, "scalars": {"train/loss": {"values": [0.5] * 5000 + [float("nan")]}}}
+    values = json.loads(dumps(snapshot))["scalars"]["train/loss"]["values"]
+    assert values[:-1] == [0.5] * 5000 and values[-1] != values[-1]

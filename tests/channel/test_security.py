@@ -332,8 +332,8 @@ def test_the_client_takes_only_replies_and_only_events(tmp_path):
                 client.request("ping", {"echo": True})
             assert client.request("ping")["request_id"]  # the plain reply is taken
             # On the event socket: a signed request, then a real batch. Only the batch arrives.
-            request = signer.pack(REQUEST, "events", {"first": 1, "last": 1, "events": [{"seq": 1, "t": "Bogus"}]})
-            batch = signer.pack(EVENT, "events", {"first": 2, "last": 2, "events": [{"seq": 2, "t": "Real"}]})
+            request = signer.pack(REQUEST, "events", {"first": 1, "last": 1, "events": [["Bogus", 1]]})
+            batch = signer.pack(EVENT, "events", {"first": 2, "last": 2, "events": [["Real", 2]]})
 
             def delivered() -> list[dict[str, Any]]:
                 pub.send_multipart(request)
