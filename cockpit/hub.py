@@ -510,6 +510,6 @@ def _series(history: ScalarHistory, max_points: int | None) -> dict[str, Any]:
 
 
 # Info that describes this process rather than the run, so it is not restored.
-_TRANSIENT_INFO = frozenset({"loop_stage", "pid", "cfg"})
+_TRANSIENT_INFO = frozenset({"loop_stage", "pid", "cfg", "system"})
 
 __all__ = ["MessageHub", "Subscription", "current_hub", "to_float"]
