@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from cockpit.widgets.notebook import Cockpit
+from cockpit.widgets.notebook.cockpit import RunPausedError
 from cockpit.widgets.notebook.controls import ControlBar
 from cockpit.widgets.notebook.plots import ScalarPlot
+from cockpit.widgets.notebook.system import system_html
 from cockpit.widgets.notebook.view import CockpitView
 from support import tiny_cfg, wait_for
 from toys import ToyNet
@@ -120,6 +125,93 @@ def test_a_finished_run_shows_plots_hooks_checkpoints_and_log(tmp_path):
     cockpit.close()
 
 
+def test_the_overview_shows_settings_folder_lineage_and_last_and_best_values(tmp_path):
+    cockpit = Cockpit.from_cfg(tiny_cfg(tmp_path / "work"), refresh_interval=0.1).train()
+    cockpit.wait(timeout=60)
+    text = cockpit.view.overview.body.value
+    shown = re.sub(r"<[^>]+>", "|", text)  # the cells, without their markup
+    for fact in ("model||ToyNet", "optimizer||SGD", "batch size||8", "length||2 epochs", str(cockpit.runner.log_dir)):
+        assert fact in shown, fact
+    loss = cockpit.state.scalars["train/loss"]
+    accuracy = cockpit.state.scalars["val/accuracy/top1"]
+    assert f"train/loss||{loss.last:.4g}||{min(loss.values):.4g}|" in shown
+    assert f"val/accuracy/top1||{accuracy.last:.4g}||{max(accuracy.values):.4g}|" in shown
+    timing = cockpit.state.scalars["train/time"]
+    assert f"train/time||{timing.last:.4g}||{min(timing.values):.4g}|" in shown  # a faster iteration is better
+    assert f"train/lr||{cockpit.state.scalars['train/lr'].last:.4g}||–|" in shown  # no "best" learning rate
+    assert "branched from" not in text
+    # The system panel: this run has no monitor, but its timings give the share spent waiting for data.
+    assert "waiting for data" in cockpit.view.system.body.value
+    # Another helper publishes where a run branched from; the overview names it.
+    cockpit.state.info["lineage"] = {"parent": "work/20261130_101010", "checkpoint": "work/iter_40.pth"}
+    cockpit.view.overview.show(cockpit.state)
+    shown = re.sub(r"<[^>]+>", "|", cockpit.view.overview.body.value)
+    assert "branched from|||work/20261130_101010| at iter_40.pth" in shown
+    cockpit.close()
+
+
+def test_the_system_panel_shows_process_machine_and_gpus_with_sparklines():
+    state = RunState()
+    state.info["system"] = {
+        "time": 0.0, "interval": 1.0, "samples": 3,
+        "process": {"pid": 1, "cpu": 187.5, "rss": 3 * 1024 ** 3, "threads": 9},
+        "machine": {"cpu": 64.0, "cores": 2, "memory": 41.0, "memory_used": 2 * 1024 ** 3, "memory_total": 8 * 1024 ** 3},
+        "gpus": [{"index": 0, "name": "A100", "util": 55.0, "memory_used": 1024 ** 3, "memory_total": 40 * 1024 ** 3}],
+        "gpu_note": "",
+        "history": {"process_cpu": [150.0, 170.0, 187.5], "process_rss": [1.0, 2.0, 3.0], "machine_cpu": [50, 60, 64],
+                    "machine_memory": [40, 41, 41], "gpu0_util": [10, 40, 55], "gpu0_memory": [1, 1, 1]},
+    }
+    for step, (data, total) in enumerate([(0.01, 0.1), (0.05, 0.1)]):
+        state.apply(ScalarUpdated(seq=0, key="train/data_time", step=step, value=data))
+        state.apply(ScalarUpdated(seq=0, key="train/time", step=step, value=total))
+    view = CockpitView(lambda *args: None)
+    view.refresh(state)
+    text = view.system.body.value
+    for shown in ("188% of a core", "3.0 GB", "machine CPU (2 cores)", "64%", "41% of 8.0 GB", "GPU 0 A100", "55%",
+                  "1.0 GB of 40.0 GB", "waiting for data", "50% of each iteration"):
+        assert shown in text, shown
+    assert text.count("<polyline") == 7  # a sparkline per figure
+    state.info["system"] = {**state.info["system"], "gpus": [], "gpu_note": "nvidia-ml-py is not installed"}
+    assert "nvidia-ml-py is not installed" in system_html(state)
+    assert "no system figures" in system_html(RunState())
+
+
+def test_abandoned_branches_are_drawn_dimmed():
+    state = RunState()
+    for step in range(60):
+        state.apply(ScalarUpdated(seq=0, key="train/loss", step=step, value=1.0 / (step + 1)))
+    state.apply(ScalarUpdated(seq=0, key="val/accuracy/top1", step=30, value=0.8))
+    state.info["branches"] = [{"at": 30, "checkpoint": "iter_30.pth", "scalars": {
+        "train/loss": {"steps": [31, 32, 33], "values": [0.5, 0.6, 0.7]},
+        "val/accuracy/top1": {"steps": [33], "values": [0.7]},
+        "train/data_time": {"steps": [31], "values": [0.01]}}}]
+    plot = ScalarPlot()
+    plot.show(state)
+    loss = plot.trace("train/loss (branch at 30)")
+    assert list(loss.x) == [31, 32, 33] and list(loss.y) == [0.5, 0.6, 0.7]
+    assert loss.opacity < 1 and loss.line.dash == "dot" and loss.showlegend is False
+    assert plot.trace("val/accuracy/top1 (branch at 30)").yaxis == "y3"
+    assert plot.trace("train/data_time (branch at 30)") is None  # only what the plot shows
+
+
+def test_every_scalar_gets_a_small_plot_and_the_filter_picks_them(tmp_path):
+    cockpit = Cockpit.from_cfg(tiny_cfg(tmp_path / "work"), refresh_interval=0.1).train()
+    cockpit.wait(timeout=60)
+    grid = cockpit.view.grid
+    assert len(grid.figure.data) == 0  # closed: nothing drawn
+    grid.selected_index = 0
+    keys = sorted(key for key, series in cockpit.state.scalars.items() if len(series))
+    assert [trace.name for trace in grid.figure.data] == keys and len(keys) > 5
+    loss = next(trace for trace in grid.figure.data if trace.name == "train/loss")
+    assert list(loss.x) == list(cockpit.state.scalars["train/loss"].steps)
+    grid.filter.value = "val/"
+    assert [trace.name for trace in grid.figure.data] == [key for key in keys if "val/" in key]
+    assert f"{len(grid.figure.data)} of {len(cockpit.state.scalars)} scalars" in grid.count.value
+    grid.filter.value = "nothing like this"
+    assert len(grid.figure.data) == 0 and "0 of" in grid.count.value
+    cockpit.close()
+
+
 def test_a_new_browser_tab_gets_the_current_figure_from_the_kernel(tmp_path):
     cockpit = Cockpit.from_cfg(tiny_cfg(tmp_path / "work"), refresh_interval=0.1).train()
     cockpit.wait(timeout=60)
@@ -173,12 +265,42 @@ def test_save_writes_a_checkpoint_and_its_row_resumes_the_run(long_run):
     wait_for(lambda: runner.iter > saved_at + 10, what="training past the checkpoint")
     cockpit.pause()
     row.buttons["resume"].click()
-    assert checkpoints.confirm.asking and row.path in checkpoints.confirm.question.value  # it asks first
+    assert checkpoints.confirm.asking and Path(row.path).name in checkpoints.confirm.question.value  # it asks first
     checkpoints.confirm.yes.click()
     assert "applied" in outcome_of(cockpit, "resume")
     assert runner.iter == saved_at
     wait_for(lambda: [m for m in cockpit.state.markers if m["kind"] == "resume"], what="the resume marker")
     wait_for(lambda: cockpit.view.figure.layout.shapes, what="the resume line on the plot")
+
+
+def test_resume_asks_keeps_the_abandoned_branch_listed_and_shows_its_warnings(long_run):
+    cockpit = started(long_run().train())
+    runner, checkpoints = cockpit.runner, cockpit.view.checkpoints
+    first = Path(cockpit.save()["message"].removeprefix("saved "))
+    wait_for(lambda: runner.iter > int(first.stem.split("_")[1]) + 5, what="training past the first checkpoint")
+    cockpit.pause()
+    second = Path(cockpit.save()["message"].removeprefix("saved "))
+    wait_for(lambda: len(checkpoints.rows) == 2, what="two checkpoint rows")
+    here = runner.iter
+
+    row = next(row for row in checkpoints.rows if row.path == str(first))
+    row.buttons["resume"].click()
+    question = checkpoints.confirm.question.value
+    assert f"The run goes back from iter {here} to iter {row.iter}" in question  # it asks, and says what it does
+    checkpoints.confirm.yes.click()
+    assert "resume" in outcome_of(cockpit, "resume") and runner.iter == row.iter
+    # The run's history went back to the first checkpoint; the second is still good and still listed.
+    wait_for(lambda: [r for r in checkpoints.rows if r.path == str(second) and r.abandoned],
+             what="the abandoned branch's checkpoint, listed")
+    assert "1 from an abandoned branch" in checkpoints.title.value
+
+    # A checkpoint without optimizer state resumes, and the outcome says what was lost.
+    bare = runner.save_checkpoint(runner.work_dir, "weights_only.pth", save_optimizer=False)
+    entry = cockpit.resume(str(bare))
+    assert entry["outcome"] == "applied"
+    assert entry["warnings"] == [f"{bare} has no optimizer state; the optimizer starts fresh"]
+    shown = cockpit.view.controls.outcome.value
+    assert "⚠ applied with a warning" in shown and "has no optimizer state" in shown and "✓" not in shown
 
 
 def test_validate_and_the_learning_rate_field(long_run):
@@ -214,6 +336,40 @@ def test_stop_ends_the_run_and_turns_the_buttons_off(long_run):
     refused = cockpit.save()
     assert refused["outcome"] == "rejected" and "ended" in refused["message"]
     assert "ended" in cockpit.view.controls.outcome.value
+
+
+def test_wait_on_a_paused_run_raises_instead_of_blocking_for_ever(long_run):
+    cockpit = started(long_run().train())
+    assert cockpit.pause()["outcome"] == "applied"
+    with pytest.raises(RunPausedError, match=r"the run is paused at iter \d+.*continue it first"):
+        cockpit.wait()
+    cockpit.continue_training()
+    cockpit.stop()
+    assert cockpit.wait(timeout=30) == "stopped"
+
+
+def test_an_interrupted_wait_saves_and_stops_the_run(long_run, capsys):
+    cockpit = started(long_run().train())
+    runner = cockpit.runner
+    waiting = threading.Event()
+
+    def interrupt_once_waiting() -> None:
+        waiting.wait()
+        at = runner.iter
+        wait_for(lambda: runner.iter > at + 2, what="training while wait() blocks")
+        os.kill(os.getpid(), signal.SIGINT)  # what a kernel interrupt does: SIGINT to the kernel
+
+    threading.Thread(target=interrupt_once_waiting, daemon=True).start()
+    waiting.set()
+    with pytest.raises(KeyboardInterrupt):
+        cockpit.wait()
+    assert cockpit.state.status == "stopped"
+    record = json.loads((Path(runner.log_dir) / "run.json").read_text())
+    assert record["status"] == "stopped"
+    assert Path(record["last_checkpoint"]).name == f"iter_{runner.iter}.pth"
+    assert Path(record["last_checkpoint"]).is_file()
+    assert "the kernel was interrupted: saving a checkpoint" in capsys.readouterr().out
+    assert "died" not in cockpit.view.header.value and "stopped" in cockpit.view.header.value
 
 
 def test_two_cockpits_at_once(long_run):
@@ -388,7 +544,7 @@ def test_a_command_that_asks_first_sends_only_after_yes():
     checkpoints = view.checkpoints
     row = checkpoints.rows[0]
     row.buttons["resume"].click()
-    assert checkpoints.confirm.asking and f"Resume from {row.path}?" in checkpoints.confirm.question.value
+    assert checkpoints.confirm.asking and f"Resume from {Path(row.path).name}?" in checkpoints.confirm.question.value
     checkpoints.confirm.yes.click()
     assert sent[-1] == ("resume", row.path)
 

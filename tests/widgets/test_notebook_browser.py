@@ -1,9 +1,11 @@
 """The notebook cockpit in a real browser: JupyterLab, Debian's Chromium, Playwright.
 
-What a person does: open a notebook, run it, watch the loss being drawn, click
-"Save checkpoint" and "Pause", reload the tab (the widget comes back as it is),
-click "Stop" and "Yes". The kernel's side is checked on disk: the checkpoint file and the
-run's ``run.json``. A screenshot goes to ``$COCKPIT_SCREENSHOT_DIR`` (or the
+What a person does: open a notebook, run its first cell, watch the loss being drawn, click
+"Save checkpoint" and "Pause", reload the tab (the widget comes back as it is), resume from an
+older checkpoint (it asks first; the abandoned branch stays listed), continue, run the second
+cell (``cockpit.wait()``, the kernel is busy: a click waits, and the widget says so), and
+interrupt the kernel (the run saves and stops). The kernel's
+side is checked on disk: the checkpoint files and the run's ``run.json``. A screenshot goes to ``$COCKPIT_SCREENSHOT_DIR`` (or the
 test's tmp folder), and to ``docs/notebook.png`` when ``COCKPIT_UPDATE_DOCS=1``.
 
 Every wait is for something the page or the run shows, with a deadline long enough for a busy
@@ -44,6 +46,8 @@ from cockpit.widgets.notebook import Cockpit
 cockpit = Cockpit.from_cfg("digits.py", cfg_options={"train_cfg.max_epochs": 100000}, work_dir="work")
 cockpit.train()
 """
+#: The cell that keeps the kernel busy while the buttons are clicked.
+BUSY_CODE = "cockpit.wait()"
 pytestmark = pytest.mark.timeout(8 * PATIENCE)
 
 
@@ -66,8 +70,9 @@ def lab(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     shutil.copy(ROOT / "demos" / "digits.py", root / "digits.py")
-    notebook = {"cells": [{"cell_type": "code", "execution_count": None, "id": "train", "metadata": {},
-                           "outputs": [], "source": NOTEBOOK_CODE}],
+    notebook = {"cells": [{"cell_type": "code", "execution_count": None, "id": cell, "metadata": {},
+                           "outputs": [], "source": code} for cell, code in (("train", NOTEBOOK_CODE),
+                                                                             ("busy", BUSY_CODE))],
                 "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
                 "nbformat": 4, "nbformat_minor": 5}
     write_json(root / "live.ipynb", notebook)
@@ -154,7 +159,8 @@ def test_the_widget_in_jupyterlab(lab, tmp_path):
             page = browser.new_page(viewport={"width": 1400, "height": 1500})
             page.goto(url)
             kernel_idle(page)
-            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+            # Run the first cell only (the second is selected next, for later).
+            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-cell-and-select-next'); }")
             page.wait_for_selector(PLOT_LINE, timeout=PATIENCE * 1000)
             # Two epochs in, the plot has validation points too (and the screenshot shows a real run).
             wait_until(lambda: shown_iteration(page) >= 100, what="two epochs of training")
@@ -177,8 +183,6 @@ def test_the_widget_in_jupyterlab(lab, tmp_path):
             wait_until(lambda: run_record(root)["updated"] > written + 1.0, what="run.json to be written again")
             assert shown_iteration(page) == paused_at
             assert run_record(root)["iter"] == paused_at
-            folder = screenshot_dir(tmp_path)
-            page.locator(".jp-OutputArea-output").first.screenshot(path=str(folder / "notebook.png"))
 
             # A new tab (here: a reload) shows the run as it is now: the state lives in the kernel.
             page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
@@ -188,14 +192,48 @@ def test_the_widget_in_jupyterlab(lab, tmp_path):
             page.get_by_role("button", name="Continue").wait_for(timeout=PATIENCE * 1000)
             assert shown_iteration(page) == paused_at
 
-            page.get_by_role("button", name="Stop").click()
-            page.get_by_text("Stop the run?").wait_for(timeout=PATIENCE * 1000)  # it asks first
+            # Resume asks first, and says where the run goes back to.
+            page.locator("button[title*='/epoch_']", has_text="Resume").last.click()
+            question = page.get_by_text(re.compile(r"Resume from .*epoch_\d+\.pth\? .*goes back from iter"))
+            question.wait_for(timeout=PATIENCE * 1000)
+            folder = screenshot_dir(tmp_path)
+            page.locator(".jp-OutputArea-output").first.screenshot(path=str(folder / "notebook-resume-question.png"))
             page.get_by_role("button", name="Yes").click()
-            page.get_by_text(re.compile(r"^stopped$")).first.wait_for(timeout=PATIENCE * 1000)
+            page.get_by_text(re.compile(r"resume .*✓ applied: resumed from epoch_\d+\.pth")).wait_for(
+                timeout=PATIENCE * 1000)
+            page.get_by_text(re.compile(r"from an abandoned branch")).wait_for(timeout=PATIENCE * 1000)
+            page.get_by_role("button", name="Continue").click()
+            wait_until(lambda: run_record(root)["status"] == "running", what="run.json to say running")
+            wait_until(lambda: shown_iteration(page) >= paused_at, what="training past the abandoned branch")
+            page.locator(".jp-OutputArea-output").first.screenshot(path=str(folder / "notebook.png"))
+
+            # The second cell, cockpit.wait(), keeps the kernel busy: the widget says clicks wait for it.
+            page.evaluate("() => { const notebook = window.jupyterapp.shell.currentWidget.content;"
+                          " notebook.activeCellIndex = 1;"
+                          " window.jupyterapp.commands.execute('notebook:run-cell'); }")
+            busy_prompt = page.locator(".jp-Cell").nth(1).locator(".jp-InputPrompt")
+            playwright_api.expect(busy_prompt).to_have_text(re.compile(r"\[\*\]"), timeout=PATIENCE * 1000)
+            assert page.get_by_text("While another cell runs, clicks wait for it to end.").is_visible()
+            page.get_by_role("button", name="Save checkpoint").click()
+            # The click waits in the kernel's queue while the run writes run.json twice more.
+            written = run_record(root)["updated"]
+            wait_until(lambda: run_record(root)["updated"] > written + 1.5, what="run.json to be written again")
+
+            # Interrupting the kernel (in cockpit.wait()) saves a checkpoint and stops the run.
+            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:interrupt-kernel'); }")
             wait_until(lambda: run_record(root)["status"] == "stopped", what="run.json to say stopped")
-            for name in ("Pause", "Save checkpoint", "Validate", "Stop"):
+            record = run_record(root)
+            assert Path(record["last_checkpoint"]).name == f"iter_{record['iter']}.pth"
+            assert Path(record["last_checkpoint"]).is_file()
+            page.get_by_text("the kernel was interrupted: saving a checkpoint").wait_for(timeout=PATIENCE * 1000)
+            page.get_by_text(re.compile(r"^stopped$")).first.wait_for(timeout=PATIENCE * 1000)
+            for label in ("Pause", "Save checkpoint", "Validate", "Stop"):
                 # The kernel redraws the widget on its next frame, and the browser then hears of it.
-                playwright_api.expect(page.get_by_role("button", name=name)).to_be_disabled(timeout=PATIENCE * 1000)
+                playwright_api.expect(page.get_by_role("button", name=label)).to_be_disabled(timeout=PATIENCE * 1000)
+            playwright_api.expect(busy_prompt).not_to_have_text(re.compile(r"\[\*\]"), timeout=PATIENCE * 1000)
+            # The queued click reached the kernel once the cell ended, and the widget says how late.
+            page.get_by_text(re.compile(r"save was clicked \d+\.\d s before the kernel could take it")).wait_for(
+                timeout=PATIENCE * 1000)
             page.screenshot(path=str(folder / "notebook-page.png"), full_page=True)
         finally:
             browser.close()

@@ -4,6 +4,6 @@
 ``Cockpit.attach(run_folder)`` shows a run started with ``cockpit run``.
 """
 
-from cockpit.widgets.notebook.cockpit import Cockpit
+from cockpit.widgets.notebook.cockpit import Cockpit, RunPausedError
 
-__all__ = ["Cockpit"]
+__all__ = ["Cockpit", "RunPausedError"]

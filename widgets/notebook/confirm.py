@@ -19,14 +19,15 @@ class ConfirmRow(widgets.HBox):
 
     def __init__(self, send: Callable[..., None]) -> None:
         self.send_command = send
-        self.question = widgets.HTML("")
+        self.question = widgets.HTML("", layout=widgets.Layout(flex="1 1 240px"))
         self.yes = widgets.Button(description="Yes", button_style="warning", layout=widgets.Layout(width="64px"))
         self.no = widgets.Button(description="No", layout=widgets.Layout(width="64px"))
         self._on_yes: Callable[[], None] | None = None
         self.yes.on_click(lambda _: self._answer(True))
         self.no.on_click(lambda _: self._answer(False))
         super().__init__([self.question, self.yes, self.no],
-                         layout=widgets.Layout(display="none", align_items="center", grid_gap="8px"))
+                         layout=widgets.Layout(display="none", align_items="center", grid_gap="8px",
+                                               flex_flow="row wrap"))
 
     @property
     def asking(self) -> bool:

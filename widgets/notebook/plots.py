@@ -4,7 +4,7 @@ Top panel: each training loss raw (thin, pale) and smoothed, validation losses
 as markers, the learning rate on its own right-hand axis (``y2``). Bottom
 panel, once a run has validated: the other validation metrics as markers.
 Markers on the timeline (a live resume, a learning-rate change) are dotted
-vertical lines.
+vertical lines; the branches a live resume abandoned are dotted grey lines.
 
 Every series is downsampled before it is sent (min/max per bucket, so spikes
 survive). Updates are sent inside ``batch_update()`` as one
@@ -25,6 +25,8 @@ from cockpit.viewstate import RunState
 LOSS_COLORS = ("#1f77b4", "#9467bd", "#8c564b", "#17becf")
 METRIC_COLORS = ("#2ca02c", "#d62728", "#e377c2", "#bcbd22", "#7f7f7f")
 LR_COLOR = "#ff7f0e"
+#: Abandoned branches (what a run did before a live resume took it back) are drawn in grey.
+BRANCH_COLOR = "#8c959f"
 TIMING_KEYS = ("time", "data_time")
 
 _TOP_ONLY = {"yaxis": {"domain": [0.0, 1.0]}, "xaxis": {"showticklabels": True, "title": {"text": "iteration"}},
@@ -119,6 +121,24 @@ class ScalarPlot:
             if not on_loss_axis:
                 style.update(xaxis="x2", yaxis="y3")
             out[key] = (style, *downsample(series.steps, series.values, max_points=self.max_points))
+        out.update(self._branches(state, loss_keys(keys), metric_keys(keys)))
+        return out
+
+    def _branches(self, state: RunState, losses: list[str], metrics: list[str]) -> dict[str, tuple[dict[str, Any], list, list]]:
+        """The abandoned branches' losses and metrics (``info['branches']``, left by live resumes), dimmed."""
+        out: dict[str, tuple[dict[str, Any], list, list]] = {}
+        for branch in state.info.get("branches") or ():
+            at = branch.get("at")
+            for key, data in (branch.get("scalars") or {}).items():
+                if key not in losses and key not in metrics:
+                    continue
+                style = {"mode": "lines", "line": {"color": BRANCH_COLOR, "width": 1, "dash": "dot"},
+                         "opacity": 0.6, "showlegend": False,
+                         "hovertemplate": f"iter %{{x}}<br>%{{y:.4g}}<extra>{key}, abandoned at iter {at}</extra>"}
+                if key in metrics and "loss" not in key:
+                    style.update(xaxis="x2", yaxis="y3")
+                out[f"{key} (branch at {at})"] = (style, *downsample(data.get("steps", []), data.get("values", []),
+                                                                     max_points=self.max_points))
         return out
 
     def publish(self) -> None:

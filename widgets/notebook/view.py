@@ -15,8 +15,11 @@ from typing import Any
 import ipywidgets as widgets
 from cockpit.widgets.notebook.checkpoints import CheckpointList
 from cockpit.widgets.notebook.controls import ControlBar
+from cockpit.widgets.notebook.grid import ScalarGrid
 from cockpit.widgets.notebook.log import RunLog
+from cockpit.widgets.notebook.overview import Overview
 from cockpit.widgets.notebook.plots import ScalarPlot, loss_keys, lr_keys
+from cockpit.widgets.notebook.system import SystemPanel
 from cockpit.widgets.notebook.tables import HookTable
 
 from cockpit.events import Status
@@ -92,11 +95,17 @@ class CockpitView(widgets.VBox):
         send: ``send(name, *args)`` submits a command to the run.
         on_close: called once when the widget is closed (stops the updates).
         max_points: the most points sent per plotted series.
+        route: called once with each button and text field, as it appears (``ClickLane.route``
+            has their clicks handled while another cell runs).
+        facts: the run's key settings for the overview (``overview.config_facts``).
     """
 
     def __init__(self, send: Callable[..., None], on_close: Callable[[], None] | None = None,
-                 max_points: int = 1200) -> None:
+                 max_points: int = 1200, route: Callable[[widgets.Widget], None] | None = None,
+                 facts: list[tuple[str, str]] | None = None) -> None:
         self.on_close = on_close
+        self.route = route
+        self._routed: set[str] = set()
         self.closed = False
         self.connected = False
         self._published = False
@@ -109,12 +118,16 @@ class CockpitView(widgets.VBox):
         self.hooks = HookTable()
         self.checkpoints = CheckpointList(send)
         self.run_log = RunLog()
+        self.overview = Overview(facts)
+        self.system = SystemPanel()
+        self.grid = ScalarGrid()
         progress_row = widgets.HBox([self.progress_bar, self.progress_text],
                                     layout=widgets.Layout(align_items="center", grid_gap="12px"))
         side = widgets.VBox([self.checkpoints, self.run_log], layout=widgets.Layout(width="46%", grid_gap="8px"))
         bottom = widgets.HBox([widgets.Box([self.hooks], layout=widgets.Layout(width="54%")), side],
                               layout=widgets.Layout(width="100%", grid_gap="16px"))
-        super().__init__([self.header, progress_row, self.guard, self.controls, self.plot.figure, bottom],
+        super().__init__([self.header, progress_row, self.guard, self.controls, self.plot.figure, bottom,
+                          self.overview, self.system, self.grid],
                          layout=widgets.Layout(width="100%", max_width="1400px", border="1px solid #e1e4e8",
                                                padding="8px 12px", grid_gap="6px"))
 
@@ -139,6 +152,11 @@ class CockpitView(widgets.VBox):
             self.guard.layout.display = "none" if state.guard_alert is None else ""
         if changes & {"scalars", "markers"}:
             self.plot.show(state)
+        if changes & {"scalars", "info"}:
+            self.overview.show(state)
+            self.system.show(state)
+        if "scalars" in changes:
+            self.grid.show(state)
         if state.ended and not self._published:
             self._published = True
             self.plot.publish()
@@ -148,6 +166,16 @@ class CockpitView(widgets.VBox):
         self.checkpoints.show(state, enabled=live)
         self.run_log.add(state.take_logs())
         self.controls.show(state, connected=self.connected, changes=changes)
+        self._route_inputs()
+
+    def _route_inputs(self) -> None:
+        """Hand each new button and text field to ``route`` (rows and buttons come and go)."""
+        if self.route is None:
+            return
+        for widget in _descendants(self):
+            if isinstance(widget, (widgets.Button, widgets.Text)) and widget.model_id not in self._routed:
+                self._routed.add(widget.model_id)
+                self.route(widget)
 
     def close(self) -> None:
         if self.closed:
