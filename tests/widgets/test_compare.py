@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from cockpit.widgets.notebook import Cockpit
 from cockpit.widgets.notebook.compare import compare
 
 from .dashboard_fixtures import make_run
@@ -33,7 +34,7 @@ def test_compare_overlays_each_run_in_one_colour_and_names_the_forks_parent(fami
 
 
 def test_compare_takes_a_folder_of_runs_and_chosen_keys(family, tmp_path):
-    figure = compare([tmp_path], keys=["train/lr"])
+    figure = Cockpit.compare([tmp_path], keys=["train/lr"])  # the notebook's way to call it
     assert len(figure.data) == 2
     assert all(list(trace.y) == [0.1] * len(trace.y) for trace in figure.data)
 

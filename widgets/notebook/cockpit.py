@@ -30,7 +30,7 @@ import copy
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,14 @@ class Cockpit:
         client = RunClient.connect(run, root=root, timeout=timeout)
         return cls(client=client, refresh_interval=refresh_interval, max_points=max_points,
                    clicks_while_busy=clicks_while_busy)
+
+    @staticmethod
+    def compare(runs: Iterable[str | os.PathLike], keys: Sequence[str] | None = None) -> Any:
+        """Overlay several runs' scalars (run folders, or folders of runs) in one plotly widget:
+        one panel per key, one colour per run, a fork named with its parent. See ``compare.compare``."""
+        from cockpit.widgets.notebook.compare import compare
+
+        return compare(runs, keys)
 
     # --- what it holds ------------------------------------------------------------------------
     @property
