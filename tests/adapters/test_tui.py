@@ -64,7 +64,7 @@ def test_the_terminal_cockpit_on_a_run_of(framework, tmp_path):
         tmux.keys("q")
         wait_for(lambda: "Leave the cockpit?" in tmux.screen(), what="the quit screen", interval=LOOK,
                  show=tmux.screen)
-        tmux.keys("s")
+        tmux.keys("x")  # the quit screen: x stops (s is save on the main screen)
         run.wait_status("stopped")
         assert run.exit_code() == 0, run.output()[-3000:]
         rc = wait_for(lambda: (tmp_path / "rc").is_file() and (tmp_path / "rc").read_text().strip(),
@@ -93,7 +93,7 @@ def test_cockpit_run_script_shows_the_cockpit_on_a_lightning_script(tmp_path):
         tmux.keys("q")
         wait_for(lambda: "Leave the cockpit?" in tmux.screen(), what="the quit screen", interval=LOOK,
                  show=tmux.screen)
-        tmux.keys("s")
+        tmux.keys("x")
         rc = wait_for(lambda: (tmp_path / "rc").is_file() and (tmp_path / "rc").read_text().strip(),
                       what="cockpit run --script to exit", show=tmux.screen)
         assert rc == "0", tmux.screen()
