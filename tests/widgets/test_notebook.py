@@ -17,6 +17,7 @@ import pytest
 from cockpit.widgets.notebook import Cockpit
 from cockpit.widgets.notebook.cockpit import RunPausedError
 from cockpit.widgets.notebook.controls import ControlBar
+from cockpit.widgets.notebook.overview import overview_html
 from cockpit.widgets.notebook.plots import ScalarPlot
 from cockpit.widgets.notebook.system import system_html
 from cockpit.widgets.notebook.view import CockpitView
@@ -147,6 +148,18 @@ def test_the_overview_shows_settings_folder_lineage_and_last_and_best_values(tmp
     cockpit.view.overview.show(cockpit.state)
     shown = re.sub(r"<[^>]+>", "|", cockpit.view.overview.body.value)
     assert "branched from|||work/20261130_101010| at iter_40.pth" in shown
+    cockpit.close()
+
+
+def test_the_overview_of_an_attached_run_shows_the_settings_the_run_publishes(tmp_path):
+    cockpit = Cockpit.from_cfg(tiny_cfg(tmp_path / "work"), refresh_interval=0.1).train()
+    cockpit.wait(timeout=60)
+    published = cockpit.state.info["config"]  # RuntimeInfoHook's, sent over the channel like any info
+    assert published["model"] == "ToyNet" and published["batch_size"] == 8
+    html_text = overview_html(cockpit.state, [])  # what Cockpit.attach shows: no config file in this kernel
+    shown = re.sub(r"<[^>]+>", "|", html_text)
+    for fact in ("model||ToyNet", "optimizer||SGD", "batch size||8", "length||2 epochs"):
+        assert fact in shown, fact
     cockpit.close()
 
 

@@ -95,9 +95,25 @@ def _cell(text: str, kind: str = "") -> str:
     return f"<span style='{style}'>{text}</span>"
 
 
+def published_facts(config: Any) -> list[tuple[str, str]]:
+    """The settings a run publishes (its info ``config``: model, optimizer, lr, batch size, length),
+    for a view without the config file (``Cockpit.attach``)."""
+    if not isinstance(config, Mapping):
+        return []
+    length = (f"{config['max_epochs']} epochs" if config.get("by_epoch") and config.get("max_epochs")
+              else f"{config['max_iters']} iterations" if config.get("max_iters") else "")
+    facts = [("model", config.get("model")), ("optimizer", config.get("optimizer")),
+             ("lr", f"{config['lr']:g}" if isinstance(config.get("lr"), (int, float)) else None),
+             ("batch size", config.get("batch_size")), ("length", length)]
+    return [(name, str(value)) for name, value in facts if value not in (None, "")]
+
+
 def overview_html(state: RunState, facts: list[tuple[str, str]]) -> str:
-    """The overview as HTML: settings and folder on the left, every scalar's last and best on the right."""
+    """The overview as HTML: settings and folder on the left, every scalar's last and best on the right.
+
+    ``facts`` come from the config in this kernel; without them, from what the run publishes."""
     info = state.info
+    facts = facts or published_facts(info.get("config"))
     cells = [cell for name, value in facts for cell in (_cell(html.escape(name), "key"), _cell(html.escape(value)))]
     folder = info.get("log_dir") or info.get("work_dir")
     if folder:
