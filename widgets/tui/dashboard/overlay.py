@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cockpit.widgets.tui.parts.plots import COLORS
+from cockpit.widgets.tui.parts.plots import COLORS, linear_ticks, tick_label
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -44,10 +44,17 @@ class OverlayPlot(PlotextPlot):
         plt.theme("clear" if self.app.no_color else "pro")
         buckets = 2 * max(8, self.size.width - 8)
         self.drawn = []
+        lows, highs, firsts, lasts = [], [], [], []
         for index, (label, scalars) in enumerate(runs):
             steps, values = scalars.series.get(key, ([], []))
             if not steps:
                 continue
+            finite = [v for v in values if v == v and abs(v) != float("inf")]
+            if finite:
+                lows.append(min(finite))
+                highs.append(max(finite))
+            firsts.append(steps[0])
+            lasts.append(steps[-1])
             color = COLORS[index % len(COLORS)]
             if len(steps) <= 3 or key.startswith("val/"):
                 plt.scatter(steps, values, marker="●", color=color, label=label)
@@ -55,6 +62,14 @@ class OverlayPlot(PlotextPlot):
                 xs, ys = (a.tolist() for a in downsample(steps, values, max_points=buckets))
                 plt.plot(xs, ys, marker="braille", color=color, label=label)
             self.drawn.append(label)
+        # Ticks on round values, whole iterations on x, as the cockpit's own plots.
+        if lows:
+            ticks = linear_ticks(min(lows), max(highs), max(2, self.size.height // 3))
+            if ticks:
+                plt.yticks(ticks, [tick_label(t) for t in ticks])
+        if firsts:
+            ticks = linear_ticks(min(firsts), max(lasts), max(2, self.size.width // 14), whole=True)
+            plt.xticks(ticks, [tick_label(t) for t in ticks])
         plt.title(key if self.drawn else f"{key}: no points yet")
         plt.xlabel("iter")
         self.refresh()
