@@ -62,7 +62,7 @@ def lower_is_better(key: str) -> bool:
 
 #: The parts of a run a renderer may redraw separately (``RunState.changed`` holds some of these).
 PARTS = frozenset({"status", "info", "scalars", "hooks", "timings", "stage", "logs", "checkpoints", "markers",
-                   "commands", "outcomes"})
+                   "commands", "outcomes", "system"})
 
 
 # --- the run's commands, as views read them ---------------------------------------------------------
@@ -445,7 +445,9 @@ class RunState:
             self._touch("commands")
         if key == "guard_alert":
             self._set_guard_alert(dict(value) if isinstance(value, dict) else None)
-        self._touch("info")
+        # The system samples (once a second) concern the system panels only: a paused run's view
+        # must not redraw its tables for them.
+        self._touch("system" if key == "system" else "info")
 
     def _stage_entered(self, event: StageEntered) -> None:
         self.stage = event.stage

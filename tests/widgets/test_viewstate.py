@@ -71,7 +71,10 @@ def test_every_event_kind_is_decoded_once_and_dispatched_on_its_class():
     # The run deleted the checkpoint: its row goes, and the view never looked at the disk.
     assert state.checkpoints == [] and state.removed_checkpoints == [("/w/iter_2.pth", "rotation")]
     assert state.seq == 14 and not state.needs_snapshot
-    assert state.take_changes() == PARTS - {"markers", "commands"}
+    assert state.take_changes() == PARTS - {"markers", "commands", "system"}
+    # The system samples (once a second) touch only their own part: no table redraws for them.
+    state.receive([encode_event(InfoUpdated(15, "system", {"samples": 1}))])
+    assert state.take_changes() == {"system"} and state.info["system"] == {"samples": 1}
 
 
 def test_a_snapshot_replaces_everything_and_repeats_no_log_line():

@@ -154,6 +154,7 @@ class CockpitView(widgets.VBox):
             self.plot.show(state)
         if changes & {"scalars", "info"}:
             self.overview.show(state)
+        if changes & {"scalars", "system"}:
             self.system.show(state)
         if "scalars" in changes:
             self.grid.show(state)
