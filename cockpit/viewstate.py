@@ -391,6 +391,11 @@ class RunState:
         """Apply one decoded event; one the state holds already (from a snapshot) is skipped."""
         if event.seq:  # 0: made up by the view (an outcome it asked for), never part of the stream
             if event.seq <= self.seq:
+                # A snapshot carries no command outcomes: one finished while the snapshot was taken
+                # (a live resume reloads the hub, and views take a new one) still counts, once.
+                if isinstance(event, CommandFinished) and self.requests.get(event.id, {}).get("outcome",
+                                                                                             "queued") == "queued":
+                    self._command_finished(event)
                 return
             if self.seq and event.seq > self.seq + 1:
                 self.needs_snapshot = True  # events were missed: only a snapshot has them

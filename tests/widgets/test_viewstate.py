@@ -92,6 +92,23 @@ def test_a_snapshot_replaces_everything_and_repeats_no_log_line():
     assert state.seq == 30 and state.status == Status.RUNNING and state.snapshots == 3
 
 
+def test_an_outcome_that_went_out_while_a_snapshot_was_taken_still_counts_once():
+    # A live resume reloads the hub ("resynced"): the view takes a new snapshot, and the resume's
+    # CommandFinished, sent meanwhile, arrives with a seq the snapshot already covers. A snapshot
+    # holds no outcomes, so the outcome must not be dropped with the events it does hold.
+    state = loaded()
+    state.apply(CommandAccepted(4, "c9", "resume", ("epoch_1.pth",)))
+    state.apply(InfoUpdated(5, "resynced", True))
+    assert state.needs_snapshot
+    state.load_snapshot({**SNAPSHOT, "seq": 9})
+    state.apply(ScalarUpdated(6, "train/loss", 9.0, 9))  # the snapshot holds it: skipped
+    state.apply(CommandFinished(7, "c9", "resume", "applied", "resumed from epoch_1.pth"))
+    assert state.requests["c9"]["outcome"] == "applied"
+    assert [o["message"] for o in state.take_outcomes()] == ["resumed from epoch_1.pth"]
+    state.apply(CommandFinished(7, "c9", "resume", "applied", "resumed from epoch_1.pth"))  # again: once
+    assert state.take_outcomes() == [] and len(state.outcomes) == 1
+
+
 def test_a_gap_in_the_sequence_asks_for_a_snapshot():
     state = loaded()
     state.apply(ScalarUpdated(4, "train/loss", 1.0, 2))
