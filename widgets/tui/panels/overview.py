@@ -205,6 +205,7 @@ class OverviewPanel(Horizontal):
         super().__init__(**kwargs)
         self._facts: list[tuple[str, str]] | None = None
         self._rows: list | None = None
+        self._table: DataTable | None = None  # once mounted
 
     def compose(self) -> ComposeResult:
         yield Static(id="overview-facts")
@@ -212,7 +213,7 @@ class OverviewPanel(Horizontal):
 
     def on_mount(self) -> None:
         self.query_one("#overview-facts").border_title = "run"
-        table = self.query_one("#overview-scalars", DataTable)
+        table = self._table = self.query_one("#overview-scalars", DataTable)
         table.border_title = "scalars: last and best"
         table.add_column("scalar", key="key")
         table.add_column(Text("last", justify="right"), key="last")
@@ -227,8 +228,8 @@ class OverviewPanel(Horizontal):
 
     def show(self, state: RunState) -> None:
         """Bring the panel up to date with ``state`` (a no-op when nothing it shows changed, or while hidden)."""
-        if not self.is_on_screen:
-            return
+        if not self.is_on_screen or self._table is None or not self._table.is_attached:
+            return  # hidden, not mounted yet, or the app is closing (children go before their parent)
         facts = run_facts(state)
         if facts != self._facts:
             self._facts = facts

@@ -128,10 +128,16 @@ class ScalarGrid(Vertical, can_focus=True):
         self.opened: str | None = None  # the key shown large
         self._state: RunState | None = None
         self._drawn: dict[int, tuple] = {}  # id(plot) -> what it shows now
-        self._mounted = False  # its header, grid and large plot exist (a frame can come before them)
+        self._info: Static | None = None  # the header's text, once composed
 
     def on_mount(self) -> None:
-        self._mounted = True
+        self._info = self.query_one("#scalars-info", Static)
+
+    @property
+    def _drawable(self) -> bool:
+        """Whether its parts exist and show: a frame can come before they are mounted, and while the
+        app closes, after they are removed (children go before their parent)."""
+        return self._info is not None and self._info.is_attached and self.is_on_screen
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="scalars-header"):
@@ -178,7 +184,7 @@ class ScalarGrid(Vertical, can_focus=True):
         self._state = state
         self.keys = sorted(state.scalars)
         self._clamp()
-        if self._mounted and self.is_on_screen:
+        if self._drawable:
             self._draw(state)
 
     def on_resize(self, event: events.Resize) -> None:
@@ -210,7 +216,7 @@ class ScalarGrid(Vertical, can_focus=True):
 
     def _redraw_now(self) -> None:
         """Draw from the state last shown, now (under the app's lock), or leave it to the next ``show``."""
-        if self._state is None or not self._mounted or not self.is_on_screen:
+        if self._state is None or not self._drawable:
             return
         if self.lock is None:
             return
@@ -264,7 +270,7 @@ class ScalarGrid(Vertical, can_focus=True):
             best = best_point(key, series)
             if best is not None:
                 text.append(f"  best {number(best[0])} @{best[1]}", style="green")
-        self.query_one("#scalars-info", Static).update(text)
+        self._info.update(text)
         keys = "⏎/esc back" if self.opened is not None else "⏎ open  [ ] page  / filter"
         self.query_one("#scalars-keys", Static).update(keys)
 
