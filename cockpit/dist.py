@@ -136,3 +136,21 @@ def broadcast_tensors(tensors: list[torch.Tensor], src: int = 0) -> None:
     if is_distributed():
         for tensor in tensors:
             dist.broadcast(tensor, src)
+
+
+def default_store(timeout_s: float = 5.0) -> Any | None:
+    """A client of the default process group's key-value store (torchrun's TCPStore), for use from
+    another thread; None outside a distributed run or when the store cannot be cloned.
+
+    Setting and reading keys needs no collective, so it still works while a rank hangs and the
+    others wait for it in one. The clone has its own connection and a short timeout: a watcher
+    thread that uses it never waits long on a store that is gone.
+    """
+    if not is_distributed():
+        return None
+    try:
+        store = dist.distributed_c10d._get_default_store().clone()  # private, but stable since torch 1.x
+        store.set_timeout(datetime.timedelta(seconds=timeout_s))
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return None
+    return store

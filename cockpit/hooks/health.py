@@ -4,9 +4,11 @@ It watches for a non-finite loss (or gradient norm, when the wrapper clips by no
 (robust z-score ``(loss - median) / (1.4826 * MAD)`` over the last ``spike_window`` losses, upwards
 only), a stall (no iteration for ``stall_factor`` median steps and ``stall_min_seconds``: a watcher
 thread sees it, the training thread being the one stuck), and in distributed runs a straggler (own
-time above ``straggler_factor`` times the median rank's) or a hung rank (every rank's stall watcher
-trips; rank 0 names the rank whose heartbeat is oldest). Each rank's figures ride on the steering's
-existing agreement all-reduce; rank 0 publishes them as the runtime info ``rank_health``.
+time above ``straggler_factor`` times the median rank's) or a hung rank (the stall watcher trips;
+rank 0 names the ranks holding the others up from the reports every rank's watcher writes to the
+process group's store, ``rank_reports.py``: a collective cannot carry them while a rank hangs).
+Each rank's figures ride on the steering's existing agreement all-reduce; rank 0 publishes them
+as the runtime info ``rank_health`` (with ``hung``, ``idle`` and ``where`` from the reports).
 
 A trip pauses the run (it is not killed): a WARNING in the log, a ``GuardTripped`` event and the
 runtime info ``guard_alert`` (views ring the bell, show a banner), and the notifier in the
@@ -43,8 +45,9 @@ import torch
 
 from cockpit import events as ev
 from cockpit.commands import Arg, Command, CommandRejected, _resume, _set
-from cockpit.dist import peak_memory_mb
+from cockpit.dist import default_store, peak_memory_mb
 from cockpit.hooks.base import DataBatch, Hook
+from cockpit.hooks.rank_reports import RankReporter, ranks_behind, training_position
 from cockpit.hooks.runtime_info import RuntimeInfoHook
 from cockpit.notify import Notifier
 from cockpit.priority import Priority
@@ -60,6 +63,11 @@ _clock = time.perf_counter
 _NEG_INF = -math.inf
 #: One row per rank on the agreement all-reduce: these figures, in this order.
 ROW = ("step_time", "host_time", "train_time", "data_time", "memory_mb", "heartbeat", "iter", "alert", "alert_step")
+
+
+def _blank_row(rank: int) -> dict[str, Any]:
+    """A ``rank_health`` row for a rank no all-reduce has reported yet."""
+    return {**dict.fromkeys(ROW, 0.0), "rank": rank, "iter": 0, "alert": "", "own_time": 0.0, "straggler": False}
 
 
 class HealthGuardHook(Hook):
@@ -148,6 +156,9 @@ class HealthGuardHook(Hook):
         self._runner: RunContext | None = None
         self._watcher: threading.Thread | None = None
         self._stop_watching = threading.Event()
+        self._reporter: RankReporter | None = None  # distributed runs: this rank's out-of-band reports
+        self._train_thread = 0  # the training thread's id, whose position the reports name
+        self._hung_shown = False  # rank_health flags ranks as hung (until progress resumes)
 
     # --- stages -------------------------------------------------------------------------------
     def before_train(self, runner: RunContext) -> None:
@@ -170,6 +181,9 @@ class HealthGuardHook(Hook):
             self._source.add_reader(self._read_values, self.device_read_interval)
         if attach is not None and self._distributed:
             attach(self)
+        self._train_thread = threading.get_ident()
+        store = default_store() if self._distributed and self.stall_factor is not None else None
+        self._reporter = RankReporter(store, runner.rank, runner.world_size) if store is not None else None
         self._beat()
         self._stop_watching.clear()
         self._watcher = threading.Thread(target=self._watch, name="cockpit-health-guard", daemon=True)
@@ -342,6 +356,8 @@ class HealthGuardHook(Hook):
                 runner.logger.exception("the health guard's watcher failed once")
 
     def _watch_once(self, runner: RunContext) -> None:
+        if self._reporter is not None and self._reporter.due(now := time.perf_counter()):
+            self._report(runner, now)
         if self.alert is not None:
             if not self._fallback_sent and time.monotonic() >= self._deadline and runner.is_main_process:
                 self._fallback_sent = True
@@ -363,11 +379,46 @@ class HealthGuardHook(Hook):
         idle = time.perf_counter() - self._last_tick
         if idle > limit:
             message = f"no iteration for {idle:.1f} s ({idle / max(median, 1e-9):.0f}x the median step of {median:.3g} s)"
-            if len(self.rank_health) > 1:  # a hung rank holds every rank in a collective: name the one behind
-                oldest = min(self.rank_health, key=lambda row: row["heartbeat"])
-                message += (f"; rank {oldest['rank']} reported last ({time.time() - oldest['heartbeat']:.1f} s ago, "
-                            f"at iter {oldest['iter']})")
+            if self._reporter is not None:  # a hung rank holds every rank in a collective: name the one behind
+                message += "; " + self._show_hung(runner)
             self.trip(runner, "stall", message, runner.iter)
+
+    # --- hung ranks (rank_reports.py) ---------------------------------------------------------------
+    def _report(self, runner: RunContext, now: float) -> None:
+        """Write this rank's report; on rank 0 during a stall, refresh the published ``rank_health``."""
+        where, waiting = training_position(self._train_thread)
+        try:
+            self._reporter.report(runner.iter, now - self._last_tick, where, waiting, now)
+            if runner.is_main_process and self._hung_shown:  # until an all-reduce gets through again
+                self._show_hung(runner)
+        except Exception as error:  # noqa: BLE001 - a store gone (the run ending) must not end the guard
+            self._reporter = None
+            runner.logger.warning(f"health guard: per-rank reports stop ({type(error).__name__}: {error}); "
+                                  "a hung rank will not be named")
+
+    def _show_hung(self, runner: RunContext) -> str:
+        """Name the ranks behind from every rank's report; rank 0 flags them in ``rank_health``."""
+        reports = self._reporter.read()
+        behind, text = ranks_behind(reports, time.time())
+        if runner.is_main_process:
+            self._hung_shown = True
+            self._publish_reports(runner, reports, behind)
+        return text
+
+    def _publish_reports(self, runner: RunContext, reports: list, behind: list[int]) -> None:
+        """``rank_health`` with each rank's ``hung``, ``idle`` and ``where`` from ``reports``."""
+        rows = {row["rank"]: row for row in self.rank_health}
+        health = []
+        for rank in range(runner.world_size):
+            entry = dict(rows.get(rank) or _blank_row(rank))
+            report = reports[rank]
+            entry.update(hung=rank in behind, idle=float(report["idle"]) if report else 0.0,
+                         where=report["where"] if report else "")
+            if report:
+                entry["iter"] = int(report["iter"])
+            health.append(entry)
+        self.rank_health = health
+        runner.message_hub.update_info("rank_health", health)
 
     # --- distributed health (steering.HealthProbe) ------------------------------------------------
     def health_row(self) -> list[float]:
@@ -394,12 +445,13 @@ class HealthGuardHook(Hook):
         health = []
         for rank, (row, own_time) in enumerate(zip(rows, own, strict=True)):
             entry = {name: row[index] for index, name in enumerate(ROW)}
-            entry.update(rank=rank, iter=int(row[6]), own_time=own_time,
+            entry.update(rank=rank, iter=int(row[6]), own_time=own_time, hung=False, idle=0.0, where="",
                          alert=KINDS[int(row[7]) - 1] if row[7] else "",
                          straggler=bool(self.straggler_factor is not None and median > 0
                                         and own_time > self.straggler_factor * median and own_time - median > 1e-3))
             health.append(entry)
         self.rank_health = health
+        self._hung_shown = False  # the collective got through: no rank holds the others up now
         for entry in health:
             if entry["straggler"] and entry["rank"] not in self._stragglers:
                 self._stragglers.add(entry["rank"])

@@ -153,3 +153,44 @@ def test_a_slow_rank_is_flagged_in_the_published_rank_health(tmp_path):
     assert health[1]["own_time"] > 1.3 * health[0]["own_time"]
     assert all(row["heartbeat"] > 0 and row["memory_mb"] > 0 and row["iter"] >= 1 for row in health)
     assert "health guard: rank 1 straggles" in job.out + job.err
+
+
+HUNG = """
+import time
+from pathlib import Path
+
+from cockpit import Hook
+
+
+class HangRankOne(Hook):
+    \"\"\"Rank 1 stops at iteration 20 until the test writes the release file; the others wait for it.\"\"\"
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.rank == 1 and runner.iter == 19:
+            release = Path(runner.work_dir).parent / "release"
+            deadline = time.monotonic() + 600
+            while not release.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+
+custom_hooks.append(dict(type=HangRankOne))
+health_guard = dict(stall_factor=3.0, stall_min_seconds=5.0, answer_timeout=600.0)
+"""
+
+
+def test_a_hung_rank_is_named_while_the_others_wait_for_it(tmp_path):
+    config = write_child_config(tmp_path, max_epochs=40, val_interval=None, checkpoint_interval=100, body_extra=HUNG)
+    work = tmp_path / "w"
+    with started(cockpit_run(config, work), tmp_path, "hung", work) as job:
+        job.wait_for(lambda: "health guard tripped (stall)" in job.out + job.err, "the stall alert", timeout=150)
+        log = job.out + job.err
+        line = next(line for line in log.splitlines() if "tripped (stall)" in line)
+        # Rank 0 names rank 1, where its training thread is, and that rank 0 itself waits in a collective.
+        assert "rank 1 holds the others up" in line and "at iter 20," in line, line
+        assert "in HangRankOne.after_train_iter (cfg.py:" in line, line
+        assert "rank 0 waits in a collective" in line, line
+        assert "rank 0 holds" not in line, line
+        (tmp_path / "release").touch()
+        result = cockpit("ctl", str(work), "guard-continue", cwd=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert_exit_0(job, job.wait(150), "the run after the hung rank came back")
