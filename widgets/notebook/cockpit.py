@@ -150,12 +150,14 @@ class Cockpit:
                    clicks_while_busy=clicks_while_busy)
 
     @staticmethod
-    def compare(runs: Iterable[str | os.PathLike], keys: Sequence[str] | None = None) -> Any:
+    def compare(runs: Iterable[str | os.PathLike], keys: Sequence[str] | None = None,
+                refresh_seconds: float | None = 2.0) -> Any:
         """Overlay several runs' scalars (run folders, or folders of runs) in one plotly widget:
-        one panel per key, one colour per run, a fork named with its parent. See ``compare.compare``."""
+        one panel per key, one colour per run, a fork named with its parent; live runs' curves grow
+        every ``refresh_seconds`` (None: a still picture). See ``compare.compare``."""
         from cockpit.widgets.notebook.compare import compare
 
-        return compare(runs, keys)
+        return compare(runs, keys, refresh_seconds)
 
     # --- what it holds ------------------------------------------------------------------------
     @property
