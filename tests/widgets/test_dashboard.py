@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cockpit.widgets.tui.dashboard import DashboardApp
+from cockpit.widgets.tui.dashboard.model import COLUMNS, MIN_NAME_WIDTH, fit_names, shorten
 from cockpit.widgets.tui.dashboard.overlay import OverlayPlot, OverlayScreen
 
 from .dashboard_fixtures import make_run
@@ -81,3 +82,27 @@ async def test_enter_attaches_to_a_live_run_and_explains_a_finished_one(tmp_path
         await pilot.press("down", "down", "enter")
         await pilot.pause()
     assert attached == [other.resolve()]
+
+
+def test_long_run_names_are_cut_in_the_middle_so_every_column_fits():
+    long = "digits_mnist_resnet_long_name-fork-epoch_1/20260101_000100"
+    parent = "digits_mnist_resnet_long_name/20260101_000000 @ 8"
+    rows = [("", "cfg/20260101_000200", "died", "16/16", "acc 0.5", "epoch_2.pth", "-"),
+            ("", long, "finished", "16/16", "acc 0.8", "epoch_2.pth", parent)]
+    assert fit_names(rows, 200) == rows  # room for all: nothing cut
+    fitted = fit_names(rows, 100)
+    widths = [max(len(header), *(len(row[i]) for row in fitted)) + 2 for i, header in enumerate(COLUMNS)]
+    assert sum(widths) + 1 <= 100, fitted
+    run, parent_cell = fitted[1][1], fitted[1][6]
+    assert run.startswith("digits_mnist") and run.endswith("0101_000100") and "…" in run
+    assert parent_cell.endswith("@ 8") and len(parent_cell) == MIN_NAME_WIDTH
+    assert fitted[0] == rows[0]  # short names stay whole
+    assert fitted[1][2:6] == rows[1][2:6]  # the other columns keep their text
+    # Too narrow for everything: names stop at MIN_NAME_WIDTH (the table scrolls), never stubs.
+    assert len(fit_names(rows, 40)[1][1]) == MIN_NAME_WIDTH
+
+
+def test_shorten_keeps_both_ends():
+    assert shorten("abcdefghij", 10) == "abcdefghij"
+    assert shorten("abcdefghij", 7) == "abc…hij"
+    assert shorten("abcdefghij", 2) == "a…"

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from cockpit.widgets.tui.dashboard.model import COLUMNS, RunRow, RunsModel
+from cockpit.widgets.tui.dashboard.model import COLUMNS, RunRow, RunsModel, fit_names
 from textual import work
 from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding
@@ -93,7 +93,9 @@ class DashboardApp(App[None]):
         """Bring the table up to the model: only changed cells are written (the rest keep their render)."""
         table = self.query_one(DataTable)
         rows = list(self.model.rows)
-        cells = {str(row.folder): row.cells(row.folder in self.selected, self.model.root) for row in rows}
+        raw = [row.cells(row.folder in self.selected, self.model.root) for row in rows]
+        # Long run names are cut in the middle so the checkpoint and parent columns stay in sight.
+        cells = {str(row.folder): values for row, values in zip(rows, fit_names(raw, self.size.width), strict=True)}
         if list(cells) != list(self.shown):
             current = self.current_row()
             table.clear()
@@ -113,6 +115,9 @@ class DashboardApp(App[None]):
             heading += f" · {len(self.selected)} selected"
         self.query_one("#dashboard-heading", Static).update(
             heading if rows else f"no runs under {self.model.root}; start one with: cockpit run CONFIG")
+
+    def on_resize(self) -> None:
+        self.show_rows()  # the names get the room the new width leaves
 
     def current_row(self) -> RunRow | None:
         table = self.query_one(DataTable)

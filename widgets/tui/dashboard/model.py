@@ -67,6 +67,42 @@ class RunRow:
 
 
 COLUMNS = ("", "RUN", "STATUS", "PROGRESS", "BEST", "LAST CHECKPOINT", "FORKED FROM")
+#: The columns that hold run names (the ones shortened to fit the terminal).
+NAME_COLUMNS = (1, 6)
+#: A run name is never cut shorter than this.
+MIN_NAME_WIDTH = 16
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, cut in the middle: a run's folder (its timestamp, at the
+    end) and the start of its config's name stay, which tell runs apart."""
+    if len(text) <= width:
+        return text
+    head = max(1, (width - 1) // 2)
+    tail = width - 1 - head
+    return text[:head] + "…" + (text[-tail:] if tail else "")
+
+
+def fit_names(rows: list[tuple[str, ...]], width: int, padding: int = 2) -> list[tuple[str, ...]]:
+    """``rows`` of cells with the run names shortened so the table fits ``width`` columns.
+
+    The other columns keep their width. The room left goes to the run's own name first, then to
+    the parent's (a fork's own name already says ``-fork-``); neither is cut below
+    ``MIN_NAME_WIDTH``, so a very narrow terminal scrolls instead of showing stubs.
+    """
+    if not rows:
+        return rows
+    widths = [max(len(header), *(len(row[index]) for row in rows)) for index, header in enumerate(COLUMNS)]
+    fixed = sum(widths[index] + padding for index in range(len(COLUMNS)) if index not in NAME_COLUMNS)
+    room = width - fixed - padding * len(NAME_COLUMNS) - 1  # the table's scrollbar gutter
+    if sum(widths[index] for index in NAME_COLUMNS) <= room:
+        return rows
+    run, parent = NAME_COLUMNS
+    limit = {parent: min(widths[parent], MIN_NAME_WIDTH)}
+    limit[run] = min(widths[run], max(MIN_NAME_WIDTH, room - limit[parent]))
+    limit[parent] = min(widths[parent], max(limit[parent], room - limit[run]))
+    return [tuple(shorten(cell, limit[index]) if index in limit else cell for index, cell in enumerate(row))
+            for row in rows]
 
 
 def _bar(fraction: float, width: int = 10) -> str:
