@@ -18,17 +18,23 @@ its socket); no view is attached. One torch thread. The steps timed are those af
 same small hook or callback in both variants. Wall time per step is the target (overhead at
 most 3% of the step time). Beside it: the training thread's CPU time per step (what the adapter adds
 to the step itself; it holds steady when other programs share the cores) and the process's (all
-threads: the channel thread's publishing too).
+threads: the channel thread's publishing too). "paired" is the median of each round's own ratio (the
+two runs of a round ran side by side, so on a shared machine it moves less than the ratio of medians).
 
-Run: ``.venv/bin/python benchmarks/adapters.py [--rounds 7] [--steps 400] [--only mmengine,lightning,hf]``
+``--profile``: cProfile of one run with the adapter, the adapter's functions first (per step), to see
+what its per-step path costs.
+
+Run: ``.venv/bin/python benchmarks/adapters.py [--rounds 7] [--steps 400] [--only mmengine,lightning,hf] [--profile]``
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import importlib.util
 import logging
 import os
+import pstats
 import statistics
 import tempfile
 import time
@@ -237,17 +243,34 @@ def quiet() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
+def profile(name: str, round_: Callable[[bool, int, Path, int], Timing], steps: int, folder: Path) -> None:
+    """cProfile of one run with the adapter: the adapter's functions by their own time, per step."""
+    round_(True, WARMUP + 20, folder, 0)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    round_(True, steps, folder, 1)
+    profiler.disable()
+    rows = [(own, total, calls, f"{Path(file).name}:{line}({function})")
+            for (file, line, function), (_, calls, own, total, _) in pstats.Stats(profiler).stats.items()
+            if f"cockpit{os.sep}adapters" in file]
+    print(f"{name}: the adapter's functions in one profiled run of {steps} steps (profiling slows them), per step")
+    print(f"{'own us':>8} {'total us':>9} {'calls':>7}  function")
+    for own, total, calls, label in sorted(rows, reverse=True)[:20]:
+        print(f"{own / steps * 1e6:>8.1f} {total / steps * 1e6:>9.1f} {calls / steps:>7.2f}  {label}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--only", default=",".join(FRAMEWORKS))
+    parser.add_argument("--profile", action="store_true", help="profile one run with the adapter instead")
     options = parser.parse_args()
     torch.set_num_threads(1)
     quiet()
     print(f"torch {torch.__version__}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
           f"{options.rounds} rounds of {options.steps} steps ({WARMUP} warm-up), medians")
-    print(f"{'framework':<10} {'step without':>12} {'with':>9} {'overhead':>9} {'per step':>9} | "
+    print(f"{'framework':<10} {'step without':>12} {'with':>9} {'overhead':>9} {'per step':>9} {'paired':>7} | "
           f"{'training thread CPU':>19} {'overhead':>9} | {'process CPU':>11} {'overhead':>9} | target (wall)")
     with tempfile.TemporaryDirectory() as tmp:
         for name in options.only.split(","):
@@ -257,6 +280,9 @@ def main() -> None:
                 print(f"{name:<10} skipped: {', '.join(missing)} not installed (pip install 'cockpit[{name}]')")
                 continue
             folder = Path(tmp) / name
+            if options.profile:
+                profile(name, round_, options.steps, folder)
+                continue
             index = 0
             for adapter in (False, True):  # first-time costs (imports, caches) out of the way
                 round_(adapter, WARMUP + 20, folder, index := index + 1)
@@ -268,12 +294,17 @@ def main() -> None:
             for field in ("wall", "thread", "cpu"):
                 plain = statistics.median(getattr(t, field) for t in results[False])
                 served = statistics.median(getattr(t, field) for t in results[True])
-                rows.append((plain, served, served / plain - 1))
-            (plain, served, overhead), (thread, thread_served, thread_overhead), (cpu, cpu_served, cpu_overhead) = rows
+                paired = statistics.median(getattr(b, field) / getattr(a, field) - 1
+                                           for a, b in zip(results[False], results[True], strict=True))
+                rows.append((plain, served, served / plain - 1, paired))
+            (plain, served, overhead, paired), (thread, thread_served, thread_overhead, _), \
+                (cpu, cpu_served, cpu_overhead, _) = rows
             print(f"{name:<10} {plain * 1e3:>10.3f}ms {served * 1e3:>7.3f}ms {overhead:>+8.1%} "
-                  f"{(served - plain) * 1e6:>+7.0f}us | {thread * 1e3:>8.3f} -> {thread_served * 1e3:.3f}ms "
-                  f"{thread_overhead:>+8.1%} | {cpu * 1e3:>5.3f} -> {cpu_served * 1e3:.3f}ms {cpu_overhead:>+7.1%} | "
+                  f"{(served - plain) * 1e6:>+7.0f}us {paired:>+7.1%} | {thread * 1e3:>8.3f} -> "
+                  f"{thread_served * 1e3:.3f}ms {thread_overhead:>+8.1%} | {cpu * 1e3:>5.3f} -> "
+                  f"{cpu_served * 1e3:.3f}ms {cpu_overhead:>+7.1%} | "
                   f"<= {TARGET:.0%}: {'met' if overhead <= TARGET else 'NOT met'}")
+            print(f"{'':<10} load average now {os.getloadavg()[0]:.1f}")
 
 if __name__ == "__main__":
     main()

@@ -7,9 +7,12 @@ makes one ``AdaptedRun`` when training starts. It owns what a Cockpit ``Runner``
 ``RunContext`` attributes it needs (``log_dir``, ``message_hub``, ``experiment_name``,
 ``work_dir``, ``epoch``, ``iter``, ``cfg.filename``, ``logger``).
 
-The framework calls the adapter; the adapter publishes what happened and calls
-``safe_point()`` at the framework's iteration end, in the training thread. Commands are
-applied there and nowhere else; a paused run waits there. The built-in commands keep their
+The framework calls the adapter; the adapter publishes what happened and calls ``safe_point()``
+at the framework's iteration end, in the training thread. Commands are applied there and nowhere
+else; a paused run waits there. What happens every iteration (its scalars, each hook call's
+duration) is only kept, and published by ``tick()`` a few times a second (and before a safe point
+applies a command): a view redraws no faster, and an event costs the training thread far more than
+keeping a value. The built-in commands keep their
 declaration (label, key, arguments, confirmation: ``cockpit.commands.builtin_commands``) and
 get handlers that call what each framework fills in:
 
@@ -72,53 +75,63 @@ class HubLogHandler(logging.Handler):
             self.handleError(record)
 
 
-#: Least seconds between two events that say which stage runs, and two that say which iteration: a view
-#: redraws a few times a second, and a fast run would otherwise spend more on these than on anything else.
+#: Least seconds between two events that say which stage runs, two that say which iteration, and two batches of
+#: hook timings: a view redraws a few times a second, and a fast run would otherwise spend more on these than on
+#: anything else.
 SHOW_INTERVAL = 0.1
 
 
 class HookTrace:
     """The framework's hooks in execution order, and how long each call took, as hub events.
 
-    Calls come one at a time (``record``); consecutive calls of one stage make one
-    ``StageTimed`` event, sent when another stage starts, when a hook of this stage is called
-    again, or on ``flush``. Which stage runs now is sent at most every ``SHOW_INTERVAL``.
+    Every call is timed, and kept in its stage's list (``calls``); the calls are published in batches: per stage,
+    one ``StageTimed`` event with every call since the last batch (each with its own duration), about every
+    ``SHOW_INTERVAL`` (``next_flush``), and at once when a paused run waits, a command is applied or the run ends.
+    A view's calls, mean time and share of each hook are therefore exact, at most a batch behind; one event per
+    stage and batch costs the training thread a fraction of one per stage and iteration. Which stage runs is sent
+    at most every ``SHOW_INTERVAL`` (``next_show``).
     """
 
     def __init__(self, hub: MessageHub) -> None:
         self.hub = hub
-        self.stage: str | None = None
-        self._calls: list[tuple[str, float]] = []
-        self._names: set[str] = set()
-        self._shown = 0.0
+        self._pending: dict[str, list[tuple[str, float]]] = {}
+        self.next_show = 0.0  # when ``enter`` sends the next ``StageEntered`` (``time.perf_counter()``)
+        self.next_flush = 0.0  # when the calls kept are due to be published
 
-    def enter(self, stage: str) -> None:
+    def enter(self, stage: str, now: float | None = None) -> None:
         """A stage starts: a ``StageEntered`` event if none went out lately, else just noted."""
-        now = time.perf_counter()
-        if now - self._shown >= SHOW_INTERVAL:
-            self._shown = now
+        if now is None:
+            now = time.perf_counter()
+        if now >= self.next_show:
+            self.next_show = now + SHOW_INTERVAL
             self.hub.enter_stage(stage)
         else:
             self.hub.note_stage(stage)
+
+    def calls(self, stage: str) -> list[tuple[str, float]]:
+        """The list where the calls of ``stage`` wait to be published: append ``(hook, seconds)`` to it.
+
+        It stays the same list for the trace's life (``flush`` empties it), so a caller may keep it.
+        """
+        calls = self._pending.get(stage)
+        if calls is None:
+            calls = self._pending[stage] = []
+        return calls
 
     def publish_table(self, rows: Iterable[tuple[str, Sequence[HookEntry]]]) -> None:
         """Publish the hook order: ``(stage, ((priority name, priority, hook), ...))`` per stage."""
         self.hub.set_hooks_table(tuple((stage, tuple(entries)) for stage, entries in rows if entries))
 
-    def record(self, stage: str, name: str, seconds: float) -> None:
-        """Hook ``name`` ran at ``stage`` for ``seconds``."""
-        if stage != self.stage or name in self._names:
-            self.flush()
-            self.stage = stage
-            self.enter(stage)
-        self._calls.append((name, seconds))
-        self._names.add(name)
+    def flush(self, now: float | None = None) -> None:
+        """Publish the calls not published yet: one ``StageTimed`` event per stage.
 
-    def flush(self) -> None:
-        if self._calls:
-            self.hub.record_stage(self.stage, self._calls)
-            self._calls, self._names = [], set()
-        self.stage = None
+        Whoever appends to a ``calls`` list calls it once ``next_flush`` has passed.
+        """
+        self.next_flush = (time.perf_counter() if now is None else now) + SHOW_INTERVAL
+        for stage, calls in self._pending.items():
+            if calls:
+                self.hub.record_stage(stage, calls)  # it keeps a copy
+                calls.clear()
 
 
 @dataclasses.dataclass
@@ -221,8 +234,8 @@ class AdaptedRun:
         self.held_seconds = 0.0  # time spent in safe points, not to be counted as a hook's
         self._finished = False
         self._speed_shown = 0.0
-        self._iter_shown = 0.0
         self._iter_pending: int | None = None
+        self.next_tick = 0.0  # when ``tick`` is due (``time.perf_counter()``)
         self._sync_countdown = 1
         self._sync_clock = (time.perf_counter(), 0)
 
@@ -360,6 +373,10 @@ class AdaptedRun:
         self._finished = True
         atexit.unregister(self._at_exit)
         hub = self.message_hub
+        try:
+            self.publish_batched()
+        except Exception as failure:  # noqa: BLE001 - the run's own end (or error) is what must be told
+            self.logger.error(f"cockpit: the last steps' values could not be published: {failure}")
         self.trace.flush()
         if error is None:
             status, detail = (ev.Status.STOPPED, self.stop_reason) if self.stop_reason else (ev.Status.FINISHED, "")
@@ -414,20 +431,31 @@ class AdaptedRun:
 
     # --- what the framework reports ---------------------------------------------------------------
     def show_iter(self, value: int) -> None:
-        """The iteration under way, for the views: sent at most every ``SHOW_INTERVAL`` (and at a safe point
-        where commands are applied, so a paused run shows where it stands)."""
+        """The iteration under way, for the views: sent by the next ``tick`` (or safe point that applies
+        commands, so a paused run shows where it stands)."""
         self._iter_pending = value
-        now = time.perf_counter()
-        if now - self._iter_shown >= SHOW_INTERVAL:
-            self._iter_shown = now
-            self._iter_pending = None
-            self.message_hub.update_info("iter", value)
 
     def _show_pending_iter(self) -> None:
         if self._iter_pending is not None:
             value, self._iter_pending = self._iter_pending, None
-            self._iter_shown = time.perf_counter()
             self.message_hub.update_info("iter", value)
+
+    def tick(self, now: float | None = None) -> None:
+        """Publish what the training thread keeps between ticks: the values of its steps (``publish_batched``),
+        the hooks' timings, the iteration, the speed.
+
+        Frameworks call it when ``next_tick`` has passed, about every ``SHOW_INTERVAL``: a view redraws a few times
+        a second, and what is published once per tick instead of once per step costs each step far less.
+        """
+        now = time.perf_counter() if now is None else now
+        self.next_tick = now + SHOW_INTERVAL
+        self.publish_batched()
+        self.trace.flush(now)
+        self._show_pending_iter()
+        self.show_speed()
+
+    def publish_batched(self) -> None:
+        """Publish the per-step values kept since the last tick (each framework keeps its own)."""
 
     def progress(self, **info: Any) -> None:
         """Update runtime info (``epoch``, ``iter``, ``max_iters``...) that changed."""
@@ -482,11 +510,6 @@ class AdaptedRun:
         elif not active and hub.status == ev.Status.VALIDATING:
             hub.set_status(ev.Status.RUNNING)
 
-    def take_held(self) -> float:
-        """Seconds spent in safe points since the last call (a hook's timing leaves them out)."""
-        held, self.held_seconds = self.held_seconds, 0.0
-        return held
-
     # --- the safe point ----------------------------------------------------------------------------
     def safe_point(self) -> None:
         """Apply commands and serve stop and save requests (training thread, at an iteration's end).
@@ -494,14 +517,22 @@ class AdaptedRun:
         A paused run waits here. With several processes, rank 0's commands reach every rank through
         ``broadcast``, about every 100 ms of training, and every rank applies them at the same step.
         """
+        control, steering = self.control, self.steering
+        if (self.world_size == 1 and not control.has_work() and steering.save_requested is None
+                and steering.stop_requested is None):
+            return  # nearly every iteration: nothing to apply, nothing to wait for
+        self.serve_safe_point()
+
+    def serve_safe_point(self) -> None:
+        """``safe_point`` when there is something to do."""
+        control, steering = self.control, self.steering
         began = time.perf_counter()
-        self.trace.flush()
-        if self.control.paused or self.control.pending_count():
-            self._show_pending_iter()
+        if control.has_work():
+            self.tick(began)  # views see where the run stands before it waits or acts
         if self.world_size > 1:
             self._agree()
         else:
-            self.control.drain(lambda: self.steering.stop_requested is not None)
+            control.drain(lambda: steering.stop_requested is not None)
         self._serve_requests()
         self.held_seconds += time.perf_counter() - began
 

@@ -7,8 +7,10 @@ One line::
 When ``train()`` starts, the run is served from ``<output_dir>/<timestamp>/`` (beside the Trainer's
 ``checkpoint-N`` folders; ``cockpit attach <output_dir>`` finds it). It publishes:
 
-- every step's loss (what ``training_step`` returned), learning rate and time; what the Trainer
-  logs (``on_log``: ``grad_norm``...) and its evaluations (``eval_loss`` becomes ``val/loss``);
+- every step's loss (what ``training_step`` returned), learning rate and time, kept per step and
+  published a few times a second (``AdaptedRun.tick``; the losses read from the device then,
+  together); what the Trainer logs (``on_log``: ``grad_norm``...) and its evaluations
+  (``eval_loss`` becomes ``val/loss``);
 - the callbacks in the order the Trainer calls them, each call timed;
 - every ``checkpoint-N`` the Trainer saves, and those its rotation deletes;
 - the run's status.
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -127,8 +129,13 @@ class HFRun(AdaptedRun):
         self.args, self.state, self.handler, self.trainer = args, state, handler, trainer
         self.flags: Any = None  # the TrainerControl of the step being ended
         self.kwargs: dict[str, Any] = {}  # what the Trainer hands callbacks: model, optimizer, lr_scheduler...
-        self._losses: list[torch.Tensor] = []
+        self._losses: list[torch.Tensor] = []  # the step's, one per micro-batch
         self._step_started = 0.0
+        self._began_at = 0
+        self._lr: float | None = None  # the step's, at its start
+        # Per step until the next tick (``publish_batched``): (global_step at its start and at its end, its losses,
+        # lr or None, seconds).
+        self._steps: list[tuple[int, int, list[torch.Tensor], float | None, float]] = []
 
     epoch = property(lambda self: int(self.state.epoch or 0))
     iter = property(lambda self: self.state.global_step, doc="Optimizer steps done (the Trainer's global_step).")
@@ -163,14 +170,22 @@ class HFRun(AdaptedRun):
                 for stage in STAGES]
 
     def _timed(self, stage: str, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-        trace = self.trace
+        run, trace, calls = self, self.trace, self.trace.calls(stage)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             began = perf_counter()
             try:
                 return method(*args, **kwargs)
             finally:
-                trace.record(stage, name, perf_counter() - began - self.take_held())
+                now = perf_counter()
+                held = run.held_seconds  # a safe point inside the call (a pause) is not the callback's time
+                if held:
+                    run.held_seconds = 0.0
+                calls.append((name, now - began - held))
+                if now >= trace.next_show:
+                    trace.enter(stage, now)
+                if now >= trace.next_flush:
+                    trace.flush(now)
 
         return timed
 
@@ -238,24 +253,41 @@ class HFRun(AdaptedRun):
         self.kwargs = kwargs
         self._losses = []
         self._step_started = perf_counter()
-        self.show_iter(self.iter)
+        self._iter_pending = self._began_at = self.state.global_step
         optimizer = kwargs.get("optimizer")
-        if optimizer is not None:
-            self.message_hub.update_scalar("train/lr", optimizer.param_groups[0]["lr"], self.iter)
+        self._lr = optimizer.param_groups[0]["lr"] if optimizer is not None else None
 
     def step_ended(self, control: Any, kwargs: dict[str, Any]) -> None:
-        """The step is done (``global_step`` counts it): its loss and time; then the safe point."""
+        """The step is done (``global_step`` counts it): keep its losses, lr and time for the next tick; then the
+        safe point.
+
+        The losses stay tensors until then: reading them (``.item()``) would wait for the device every step.
+        """
         self.flags, self.kwargs = control, kwargs
-        step = max(0, self.iter - 1)
-        if self._losses:
-            # The step's loss as the Trainer sums it for its logs: over the step's micro-batches.
-            self.message_hub.update_scalar("train/loss", sum(loss.item() for loss in self._losses), step)
-            self._losses = []
-        self.message_hub.update_scalar("train/time", perf_counter() - self._step_started, step)
-        self.show_speed()
+        now = perf_counter()
+        self._steps.append((self._began_at, self.state.global_step, self._losses, self._lr, now - self._step_started))
+        self._losses = []
+        if now >= self.next_tick:
+            self.tick(now)
         self.safe_point()
         if control.should_evaluate:
             self.validating(True)
+
+    def publish_batched(self) -> None:
+        """The steps' loss, lr and time since the last call, each at its step."""
+        steps, self._steps = self._steps, []
+        if not steps:
+            return
+        losses = _values([loss for _, _, step_losses, _, _ in steps for loss in step_losses])
+        hub = self.message_hub
+        for began_at, done, step_losses, lr, seconds in steps:
+            step = max(0, done - 1)  # the step it made (as a Cockpit run plots it)
+            if lr is not None:
+                hub.update_scalar("train/lr", lr, began_at)
+            if step_losses:
+                # The step's loss as the Trainer sums it for its logs: over the step's micro-batches.
+                hub.update_scalar("train/loss", sum(next(losses) for _ in step_losses), step)
+            hub.update_scalar("train/time", seconds, step)
 
     def logged(self, logs: dict[str, Any]) -> None:
         numbers, summary = {}, {}
@@ -281,6 +313,16 @@ class HFRun(AdaptedRun):
         if self.main and folder.exists():
             self.checkpoint_saved(folder)
         self.forget_removed_checkpoints()
+
+
+def _values(tensors: list[torch.Tensor]) -> Iterator[float]:
+    """One-element tensors as floats, read from the device at once (one wait, not one per tensor)."""
+    if not tensors:
+        return iter(())
+    try:
+        return iter(torch.stack(tensors).reshape(-1).tolist())
+    except RuntimeError:  # mixed shapes or devices: one by one
+        return iter([t.item() for t in tensors])
 
 
 def _overrides(callback: Any, stage: str) -> bool:

@@ -7,12 +7,14 @@ One line::
 When ``fit`` starts, the run is served from ``<work_dir>/<timestamp>/`` (``work_dirs`` by
 default, where ``cockpit attach`` and ``cockpit ls`` look first). It publishes:
 
-- the loss of every training step (``train/loss``), the learning rate, the step's time; what the
-  module logs with ``self.log`` (``trainer.callback_metrics``: ``val_loss`` becomes ``val/loss``,
-  ``train_acc`` ``train/acc``, a name with a ``/`` stays as it is) a few times a second and after
-  every validation;
+- the loss of every training step (``train/loss``), the learning rate, the step's time: kept per
+  step and published a few times a second (``AdaptedRun.tick``), the losses read from the device
+  then, together, not once a step; what the module logs with ``self.log``
+  (``trainer.callback_metrics``: ``val_loss`` becomes ``val/loss``, ``train_acc`` ``train/acc``, a
+  name with a ``/`` stays as it is) a few times a second and after every validation;
 - the callbacks and the module's hooks in the order Lightning calls them, each call timed (the
-  timing rides on the trainer's profiler, whatever profiler it is);
+  timing rides on the trainer's profiler, whatever profiler it is; with Lightning's default
+  ``PassThroughProfiler``, which does nothing, an equivalent that does nothing for less);
 - every checkpoint ``trainer.save_checkpoint`` writes and every one ``ModelCheckpoint`` deletes;
 - the run's status.
 
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -40,6 +42,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
 from lightning.pytorch.core import LightningModule
+from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from cockpit.adapters.base import AdaptedRun, HookEntry, resolve_checkpoint
@@ -72,13 +75,32 @@ def metric_key(name: str, mode: str) -> str:
     return f"{mode}/{name}"
 
 
+class _Passing:
+    """What ``PassThroughProfiler.profile(name)`` does, for less: nothing, with the action's name as the context's
+    value (its ``start`` and ``stop`` do nothing; its ``profile`` is a generator context, which costs more)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> str:
+        return self.name
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 class _Timed:
-    """The trainer profiler's context for one hook call, timed for the hook trace."""
+    """The trainer profiler's context for one hook call, timed for the hook trace.
 
-    __slots__ = ("run", "stage", "name", "inner", "began")
+    ``entry`` is the call's ``(stage, hook name, the trace's list for the stage's calls)``.
+    """
 
-    def __init__(self, run: LightningRun, stage: str, name: str, inner: Any) -> None:
-        self.run, self.stage, self.name, self.inner = run, stage, name, inner
+    __slots__ = ("run", "entry", "inner", "began")
+
+    def __init__(self, run: LightningRun, entry: tuple[str, str, list[tuple[str, float]]], inner: Any) -> None:
+        self.run, self.entry, self.inner = run, entry, inner
 
     def __enter__(self) -> Any:
         value = self.inner.__enter__()
@@ -86,8 +108,18 @@ class _Timed:
         return value
 
     def __exit__(self, *exc: Any) -> Any:
-        seconds = perf_counter() - self.began - self.run.take_held()
-        self.run.trace.record(self.stage, self.name, seconds)
+        now = perf_counter()
+        run = self.run
+        held = run.held_seconds  # a safe point inside the call (a pause) is not the hook's time
+        if held:
+            run.held_seconds = 0.0
+        stage, name, calls = self.entry
+        calls.append((name, now - self.began - held))
+        trace = run.trace
+        if now >= trace.next_show:
+            trace.enter(stage, now)
+        if now >= trace.next_flush:
+            trace.flush(now)
         return self.inner.__exit__(*exc)
 
 
@@ -118,8 +150,13 @@ class LightningRun(AdaptedRun):
         self._val_requested = False
         self._batch_started = 0.0
         self._batch_ended: float | None = None
+        self._step: int | None = None  # global_step when the last batch ended (the next batch's, as it starts)
+        # Per batch until the next tick (``publish_batched``): (step, loss tensor or None, lr or None, seconds,
+        # data seconds or None, the step under way when its data came).
+        self._batches: list[tuple[int, Any, float | None, float, float | None, int]] = []
         self._metrics_read = 0.0
         self._published: dict[str, float] = {}
+        self._actions: dict[str, tuple[str, str, list[tuple[str, float]]]] = {}
 
     def _total_steps(self) -> int | None:
         trainer = self.trainer
@@ -179,18 +216,28 @@ class LightningRun(AdaptedRun):
         return rows, actions
 
     def publish_hooks(self) -> None:
-        rows, self._actions = self.hook_rows()
+        rows, actions = self.hook_rows()
         self.trace.publish_table(rows)
-
-    _actions: dict[str, tuple[str, str]] = {}
+        self._actions.clear()  # in place: ``timed_profile`` holds it
+        self._actions.update({action: (stage, name, self.trace.calls(stage))
+                              for action, (stage, name) in actions.items()})
 
     def _timing(self, profile: Any) -> Any:
-        """The profiler's ``profile``, timing the hook calls of the table (Lightning wraps each in it)."""
+        """The profiler's ``profile``, timing the hook calls of the table (Lightning wraps each in it).
+
+        Lightning calls it a few dozen times a batch, for its own steps too: those go straight through. With
+        Lightning's default ``PassThroughProfiler``, which does nothing, ``_Passing`` does that nothing for less,
+        so timing the hooks costs the batch about what the profiler it replaces did.
+        """
+        actions, run = self._actions, self
+        if type(self.trainer.profiler) is PassThroughProfiler:  # exactly: a subclass may do something
+            profile = _Passing
+
         def timed_profile(action_name: str) -> Any:
-            entry = self._actions.get(action_name)
+            entry = actions.get(action_name)
             if entry is None:
                 return profile(action_name)
-            return _Timed(self, entry[0], entry[1], profile(action_name))
+            return _Timed(run, entry, profile(action_name))
 
         return timed_profile
 
@@ -280,28 +327,54 @@ class LightningRun(AdaptedRun):
     # --- what the callback reports ---------------------------------------------------------------------
     def batch_started(self) -> None:
         now = perf_counter()
-        step = self.iter  # Lightning's global_step walks its loops: read once a batch
-        if self._batch_ended is not None:
-            self.message_hub.update_scalar("train/data_time", now - self._batch_ended, step)
         self._batch_started = now
-        self.show_iter(step)
-        if now - self._metrics_read >= METRICS_INTERVAL:
-            self.publish_metrics("train")
+        if self._step is None:
+            self._step = self.iter  # Lightning's global_step walks its loops: read once a batch, at its end
+        self._iter_pending = self._step
 
     def batch_ended(self, outputs: Any) -> None:
-        """The batch is done (``global_step`` counts its optimizer step): its loss, lr and time."""
+        """The batch is done (``global_step`` counts its optimizer step): keep its loss, lr and time for the next tick.
+
+        The loss stays a tensor until then: reading it (``.item()``) would wait for the device every batch.
+        """
         now = perf_counter()
-        step = max(0, self.iter - 1)  # the step this batch made (as a Cockpit run plots it)
+        done = self.iter
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        hub = self.message_hub
         if isinstance(loss, torch.Tensor) and loss.numel() == 1:
-            hub.update_scalar("train/loss", loss.detach().item(), step)
+            loss = loss.detach() if loss.requires_grad else loss
+        else:
+            loss = None
         optimizers = self.trainer.optimizers
-        if optimizers:
-            hub.update_scalar("train/lr", optimizers[0].param_groups[0]["lr"], step)
-        hub.update_scalar("train/time", now - self._batch_started, step)
-        self._batch_ended = now
-        self.show_speed()
+        lr = optimizers[0].param_groups[0]["lr"] if optimizers else None
+        ended, self._batch_ended = self._batch_ended, now
+        data = self._batch_started - ended if ended is not None else None
+        # The step this batch made (as a Cockpit run plots it), and the one under way when its data came.
+        self._batches.append((max(0, done - 1), loss, lr, now - self._batch_started, data, self._step))
+        self._step = done
+        if now >= self.next_tick:
+            self.tick(now)
+
+    def tick(self, now: float | None = None) -> None:
+        now = perf_counter() if now is None else now
+        super().tick(now)
+        if now - self._metrics_read >= METRICS_INTERVAL:
+            self.publish_metrics("train")  # what the module logged (reading it computes it: not every tick)
+
+    def publish_batched(self) -> None:
+        """The batches' loss, lr, time and data time since the last call, each at its step."""
+        batches, self._batches = self._batches, []
+        if not batches:
+            return
+        losses = _values([b[1] for b in batches if b[1] is not None])
+        hub = self.message_hub
+        for step, loss, lr, seconds, data, data_step in batches:
+            if data is not None:
+                hub.update_scalar("train/data_time", data, data_step)
+            if loss is not None:
+                hub.update_scalar("train/loss", next(losses), step)
+            if lr is not None:
+                hub.update_scalar("train/lr", lr, step)
+            hub.update_scalar("train/time", seconds, step)
 
     def publish_metrics(self, mode: str) -> dict[str, float]:
         """What the module logged (``trainer.callback_metrics``) that changed, as ``<mode>/...`` scalars."""
@@ -321,6 +394,16 @@ class LightningRun(AdaptedRun):
         return changed
 
 
+def _values(tensors: list[torch.Tensor]) -> Iterator[float]:
+    """One-element tensors as floats, read from the device at once (one wait, not one per tensor)."""
+    if not tensors:
+        return iter(())
+    try:
+        return iter(torch.stack(tensors).reshape(-1).tolist())
+    except RuntimeError:  # mixed shapes or devices: one by one
+        return iter([t.item() for t in tensors])
+
+
 class CockpitCallback(Callback):
     """Serves a fit to Cockpit's views and applies their commands (see the module's docstring).
 
@@ -331,6 +414,11 @@ class CockpitCallback(Callback):
             instead of private Unix sockets.
         experiment_name: the run's name (``<script>_<timestamp>`` by default).
     """
+
+    # The per-batch hooks this callback has no use for are not methods: Lightning calls only a hook that is
+    # callable (``_call_callback_hooks``), so a batch does not pay for six profiled calls that do nothing.
+    on_before_backward = on_after_backward = on_before_optimizer_step = on_before_zero_grad = None
+    on_validation_batch_start = on_validation_batch_end = None
 
     def __init__(self, work_dir: str | Path = "work_dirs", listen: str | None = None,
                  experiment_name: str | None = None) -> None:
@@ -371,6 +459,7 @@ class CockpitCallback(Callback):
 
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         if self.run is not None and not trainer.sanity_checking:
+            self.run.tick()  # the batches before it, and what the module logged
             self.run.publish_metrics("train")
             self.run.validating(True)
 
@@ -385,6 +474,7 @@ class CockpitCallback(Callback):
         run.validating(False)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self.run.tick()
         self.run.publish_metrics("train")
         self.run.progress(epoch=trainer.current_epoch, iter=trainer.global_step)
 

@@ -9,10 +9,15 @@ Importing this module registers ``CockpitHook`` in MMEngine's ``HOOKS`` registry
 starts (``before_run``) the hook serves it from MMEngine's own run folder
 (``work_dir/<timestamp>/``, beside its log), so ``cockpit attach work_dir`` finds it. It publishes:
 
-- the scalars of MMEngine's message hub (``train/loss``, ``train/lr``, ``train/time``...) after each
-  iteration, and the validation and test metrics;
+- the scalars of MMEngine's message hub (``train/loss``, ``train/lr``, ``train/time``...) of every
+  iteration, each at its iteration, and the validation and test metrics;
 - the hook table in MMEngine's priority order, and every hook call's duration (the hook calls
-  ``runner.call_hook`` makes, dispatched the same way, worked out once per stage);
+  ``runner.call_hook`` makes, dispatched the same way, worked out once per stage).
+
+Per iteration the hook only notes these (which history arrays MMEngine's hub holds, each call's
+duration); they are published a few times a second (``AdaptedRun.tick``), each value at its own
+iteration, so a view is at most a tick behind. It also publishes:
+
 - every checkpoint ``runner.save_checkpoint`` writes, and those rotation deletes;
 - the run's status (running, validating, paused, stopped, finished, failed).
 
@@ -91,12 +96,20 @@ class MMEngineRun(AdaptedRun):
         if getattr(runner.cfg, "filename", None):
             self.cfg = SimpleNamespace(filename=str(Path(runner.cfg.filename).resolve()))
         self.runner = runner
-        self._entries: dict[str, tuple[tuple[str, Any, Callable[..., Any]], ...]] = {}
+        # Per stage: the hooks that override it, as ``(name, hook, method)``, and the trace's list for its calls.
+        self._entries: dict[str, tuple[tuple[tuple[str, Any, Callable[..., Any]], ...], list[Any]]] = {}
         self._hooks_seen: list[Any] = []
+        self._trains = False  # the runner trains (its train loop was built when the run started)
+        self._loop: Any = None
+        self._scalars: Any = runner.message_hub.log_scalars  # MMEngine's hub's, by key
         self._depth = 0  # nested call_hook calls (a checkpoint saved inside after_train_iter...)
         self._iter_end = False  # after after_train_iter, before the loop counts the iteration
         self._raise: BaseException | None = None  # raised after the safe point (leaving an epoch or the loop)
-        self._seen: dict[str, Any] = {}  # MMEngine hub key -> the history array last published
+        # MMEngine's ``train/`` scalars, kept per iteration and published at each tick (``publish_batched``):
+        self._scalar_count = -1  # how many keys MMEngine's hub had when ``_keys`` was made
+        self._keys: list[str] = []  # its ``train/`` keys
+        self._published: list[Any] = []  # per key, the history array last published
+        self._marks: list[tuple[int, list[Any]]] = []  # (iteration, per key its history array then)
         self._check_removed = False  # a checkpoint was saved: rotation may have deleted an older one
 
     # --- where the run is -------------------------------------------------------------------------
@@ -118,7 +131,8 @@ class MMEngineRun(AdaptedRun):
         runner = self.runner
         self.patch(runner, "call_hook", self._call_hook)
         self.patch(runner, "save_checkpoint", self._noting_saves(runner.save_checkpoint))
-        loop = self.loop
+        loop = self._loop = self.loop  # built before before_run, kept for the run
+        self._trains = loop is not None
         if loop is not None:
             self.patch(loop, "run", self._guarded_run(loop.run))
             if isinstance(loop, EpochBasedTrainLoop):
@@ -147,19 +161,16 @@ class MMEngineRun(AdaptedRun):
             names.append(name if counts[name] == 1 else f"{name}#{counts[name]}")
         return names
 
-    def _stage_entries(self, stage: str) -> tuple[tuple[str, Any, Callable[..., Any]], ...]:
+    def _stage_entries(self, stage: str) -> tuple[tuple[tuple[str, Any, Callable[..., Any]], ...], list[Any]]:
         hooks = self.runner.hooks
         if hooks != self._hooks_seen:  # a hook was registered since: work the table out again
             self._hooks_seen, self._entries = list(hooks), {}
             self.publish_hooks()
-        entries = self._entries.get(stage)
-        if entries is None:
-            if stage in Hook.stages:
-                chosen = [(n, h) for n, h in zip(self._names(), hooks, strict=True)
-                          if stage in h.get_triggered_stages()]
-            else:  # a custom stage: every hook that has such a method, as MMEngine does
-                chosen = [(n, h) for n, h in zip(self._names(), hooks, strict=True) if hasattr(h, stage)]
-            entries = self._entries[stage] = tuple((n, h, getattr(h, stage)) for n, h in chosen)
+        if stage in Hook.stages:
+            chosen = [(n, h) for n, h in zip(self._names(), hooks, strict=True) if stage in h.get_triggered_stages()]
+        else:  # a custom stage: every hook that has such a method, as MMEngine does
+            chosen = [(n, h) for n, h in zip(self._names(), hooks, strict=True) if hasattr(h, stage)]
+        entries = self._entries[stage] = (tuple((n, h, getattr(h, stage)) for n, h in chosen), self.trace.calls(stage))
         return entries
 
     def _call_hook(self, fn_name: str, **kwargs: Any) -> None:
@@ -167,24 +178,32 @@ class MMEngineRun(AdaptedRun):
 
         A hook that does not override a stage would do nothing there, so it is not called (MMEngine
         calls its no-op method). After the training iteration's and epoch's last hooks, the safe point.
+        This runs twice an iteration: the calls wait in the trace's list, published a few times a second.
         """
         outer = self._depth == 0
         if outer:
             self._iter_end = fn_name == "after_train_iter"
-        hub, runner = self.message_hub, self.runner
-        calls = []
-        self.trace.enter(fn_name)
+        runner, trace = self.runner, self.trace
+        cached = self._entries.get(fn_name)
+        entries, calls = cached if cached is not None and runner.hooks == self._hooks_seen \
+            else self._stage_entries(fn_name)
         self._depth += 1
         try:
-            for name, hook, method in self._stage_entries(fn_name):
-                began = perf_counter()
+            # One clock reading per hook: each call ends where the next begins.
+            began = perf_counter()
+            if began >= trace.next_show:
+                trace.enter(fn_name, began)
+            for name, hook, method in entries:
                 try:
                     method(runner, **kwargs)
                 except TypeError as error:  # as MMEngine: say which hook
                     raise TypeError(f"{error} in {hook}") from None
-                calls.append((name, perf_counter() - began))
-            hub.record_stage(fn_name, calls)
-            if outer and fn_name in SAFE_STAGES and self.loop is not None:
+                now = perf_counter()
+                calls.append((name, now - began))
+                began = now
+            if began >= trace.next_flush:
+                trace.flush(began)
+            if outer and self._trains and fn_name in SAFE_STAGES:
                 self.safe_point()
         finally:
             self._depth -= 1
@@ -192,15 +211,26 @@ class MMEngineRun(AdaptedRun):
             error, self._raise = self._raise, None
             raise error
 
-    def safe_point(self) -> None:
+    def serve_safe_point(self) -> None:
         self._depth += 1  # what commands run (a val loop) is nested in this stage
         try:
-            super().safe_point()
-            if self._check_removed:
-                self._check_removed = False
-                self.forget_removed_checkpoints()
+            super().serve_safe_point()
         finally:
             self._depth -= 1
+
+    def tick(self, now: float | None = None) -> None:
+        super().tick(now)
+        self._forget_removed()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        if not self.finished:
+            self._forget_removed()
+        super().finish(error)
+
+    def _forget_removed(self) -> None:
+        if self._check_removed:  # a checkpoint was saved since: rotation may have deleted an older one
+            self._check_removed = False
+            self.forget_removed_checkpoints()
 
     def _noting_saves(self, save: Callable[..., Any]) -> Callable[..., Any]:
         def save_checkpoint(out_dir: str, filename: str, *args: Any, **kwargs: Any) -> Any:
@@ -297,9 +327,10 @@ class MMEngineRun(AdaptedRun):
                                   f"not {type(loop).__name__}; restart with resume=True, load_from=<checkpoint>")
         path = self._resolve(which)
         before = self.iter
+        self.publish_batched()  # the iterations that ran before the checkpoint is loaded
         with self._loading(which, TRUST in trust):
             runner.resume(str(path))
-        self._seen = {k: b.data[0] for k, b in runner.message_hub.log_scalars.items()}  # restored, not new
+        self._take_keys(restored=True)  # the restored histories are not new values
         epoch, done = loop._epoch, loop._iter
         if isinstance(loop, EpochBasedTrainLoop):
             self._raise = _EndEpoch()  # the checkpoint's epoch starts again from its first batch
@@ -384,16 +415,42 @@ class MMEngineRun(AdaptedRun):
         return box[0]
 
     # --- what the hook reports --------------------------------------------------------------------------
-    def publish_scalars(self, prefix: str, step: int) -> None:
-        """MMEngine's message-hub scalars under ``prefix`` that changed since the last call, at ``step``."""
-        hub, seen = self.message_hub, self._seen
-        for key, buffer in self.runner.message_hub.log_scalars.items():
-            if not key.startswith(prefix):
-                continue
-            history = buffer.data[0]
-            if history is not seen.get(key) and len(history):
-                seen[key] = history
-                hub.update_scalar(key, float(history[-1]), step)
+    def iteration_ended(self) -> None:
+        """An iteration ended (its ``after_train_iter`` hooks ran): note where MMEngine's ``train/`` scalars stand,
+        for the next tick to publish at that iteration (``runner.iter``, which the loop has not counted yet).
+
+        This runs every iteration, so it only keeps each key's history array; which ones changed, and their
+        last values, are worked out at the tick, a few times a second.
+        """
+        step = self._loop.iter if self._loop is not None else self.runner.iter
+        scalars = self._scalars
+        if len(scalars) != self._scalar_count:
+            self.publish_batched()  # what was kept belongs to the keys as they were
+            self._take_keys()
+        self._marks.append((step, [scalars[key].data[0] for key in self._keys]))
+        self._iter_pending = step
+        now = perf_counter()
+        if now >= self.next_tick:
+            self.tick(now)
+
+    def _take_keys(self, restored: bool = False) -> None:
+        """The ``train/`` keys of MMEngine's hub, as they are now (``restored``: its histories are not news)."""
+        scalars = self._scalars = self.runner.message_hub.log_scalars
+        before = dict(zip(self._keys, self._published, strict=True))
+        self._scalar_count = len(scalars)
+        self._keys = [key for key in scalars if key.startswith("train/")]
+        self._published = [scalars[key].data[0] if restored else before.get(key) for key in self._keys]
+
+    def publish_batched(self) -> None:
+        """MMEngine's ``train/`` scalars noted since the last call: each key whose history changed during an
+        iteration, with its last value, at that iteration."""
+        marks, self._marks = self._marks, []
+        hub, keys, published = self.message_hub, self._keys, self._published
+        for step, histories in marks:
+            for index, history in enumerate(histories):
+                if history is not published[index] and len(history):
+                    published[index] = history
+                    hub.update_scalar(keys[index], float(history[-1]), step)
 
 
 @HOOKS.register_module()
@@ -430,13 +487,8 @@ class CockpitHook(Hook):
     def before_train_epoch(self, runner: Any) -> None:
         self.run.progress(epoch=runner.epoch)
 
-    def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
-        self.run.show_iter(runner.iter)
-
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
-        run = self.run
-        run.publish_scalars("train/", runner.iter)
-        run.show_speed()
+        self.run.iteration_ended()
 
     def before_val(self, runner: Any) -> None:
         self.run.validating(True)
