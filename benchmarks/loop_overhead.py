@@ -20,8 +20,9 @@ printed beside it because it holds steady when other programs share the cores.
 Target: cockpit/plain <= 1.05.
 
 ``--breakdown`` also runs Cockpit with parts switched off (TensorBoard, all writers,
-the LoggerHook, every default hook but the final checkpoint) and prints each hook's time per iteration, as the
-runner's hub measures it; ``--profile`` adds a cProfile of one Cockpit run.
+the LoggerHook, the health guard, every hook but the final checkpoint, and every hook and the
+checkpoint: the bare runner) and prints each hook's time per iteration, as the runner's hub
+measures it; ``--profile`` adds a cProfile of one Cockpit run.
 
 Run: ``.venv/bin/python benchmarks/loop_overhead.py [--rounds 5] [--epochs 16] [--breakdown] [--profile]``
 """
@@ -50,7 +51,9 @@ LOG_INTERVAL = 10
 TARGET = 1.05
 
 CHECKPOINT_AT_END = dict(type="CheckpointHook", interval=-1, save_last=True)
-#: Cockpit's configurations: the default hooks first, then with parts switched off (``--breakdown``).
+NO_DEFAULT_HOOKS = dict(runtime_info=None, timer=None, sampler_seed=None, logger=None, param_scheduler=None)
+#: Cockpit's configurations, as ``default_hooks`` (and ``health_guard``, Cockpit's own hook, on by default):
+#: the default hooks first, then with parts switched off (``--breakdown``).
 VARIANTS: dict[str, dict[str, Any]] = {
     "cockpit": dict(logger=dict(type="LoggerHook", interval=LOG_INTERVAL), checkpoint=CHECKPOINT_AT_END),
     "  without TensorBoard": dict(logger=dict(type="LoggerHook", interval=LOG_INTERVAL, backends=("json",)),
@@ -58,8 +61,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "  without writers": dict(logger=dict(type="LoggerHook", interval=LOG_INTERVAL, backends=()),
                               checkpoint=CHECKPOINT_AT_END),
     "  without LoggerHook": dict(logger=None, checkpoint=CHECKPOINT_AT_END),
-    "  without any hook": dict(runtime_info=None, timer=None, sampler_seed=None, logger=None,
-                               param_scheduler=None, checkpoint=CHECKPOINT_AT_END),
+    "  without health guard": dict(logger=dict(type="LoggerHook", interval=LOG_INTERVAL),
+                                   checkpoint=CHECKPOINT_AT_END, health_guard=None),
+    "  only the checkpoint": dict(NO_DEFAULT_HOOKS, checkpoint=CHECKPOINT_AT_END, health_guard=None),
+    "  no hook, no checkpoint": dict(NO_DEFAULT_HOOKS, checkpoint=None, health_guard=None),
 }
 
 
@@ -139,6 +144,8 @@ def cockpit_round(dataset: TensorDataset, epochs: int, out_dir: Path, default_ho
     """Train with ``Runner``; returns the time per iteration in the loop, the one-time seconds, the runner."""
     begin = time.perf_counter()
     stopwatch = Stopwatch()
+    default_hooks = dict(default_hooks)
+    health_guard = default_hooks.pop("health_guard", True)
     runner = Runner(
         model=dict(type=MLP),
         work_dir=out_dir / "work",
@@ -150,6 +157,7 @@ def cockpit_round(dataset: TensorDataset, epochs: int, out_dir: Path, default_ho
         custom_hooks=[stopwatch],
         randomness=dict(seed=0),
         log_to_console=False,
+        health_guard=health_guard,
     )
     if profiler is not None:
         profiler.enable()
@@ -158,7 +166,7 @@ def cockpit_round(dataset: TensorDataset, epochs: int, out_dir: Path, default_ho
         profiler.disable()
     iterations = runner.iter
     assert iterations == epochs * SAMPLES // BATCH, iterations
-    assert (Path(runner.work_dir) / f"epoch_{epochs}.pth").is_file()
+    assert default_hooks.get("checkpoint") is None or (Path(runner.work_dir) / f"epoch_{epochs}.pth").is_file()
     loop = stopwatch.ended - stopwatch.started
     timing = Timing(loop / iterations, (stopwatch.ended_cpu - stopwatch.started_cpu) / iterations)
     return timing, time.perf_counter() - begin - loop, runner

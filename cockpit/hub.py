@@ -175,7 +175,8 @@ class MessageHub:
 
         ``step`` defaults to the runtime info ``iter``.
         """
-        value = to_float(value)
+        if type(value) is not float:
+            value = to_float(value)
         if step is None:
             step = self._info.get("iter", 0)
         # This runs several times an iteration: ``_emit`` is written out here (one call less).
@@ -214,9 +215,14 @@ class MessageHub:
     # --- runtime info -------------------------------------------------------
     def update_info(self, key: str, value: Any) -> None:
         """Set a runtime-info entry (epoch, iter, max_iters, lr, eta, ...)."""
+        # Every iteration sets ``iter``: ``_emit`` is written out here too.
         with self._lock:
             self._info[key] = value
-            self._emit("InfoUpdated", key, value)
+            self._seq = seq = self._seq + 1
+            if self._subscribers:
+                item = ("InfoUpdated", seq, key, value)
+                for sub in self._subscribers:
+                    sub.queue.append(item)
 
     def update_info_dict(self, info: dict[str, Any]) -> None:
         for key, value in info.items():

@@ -93,6 +93,14 @@ class BaseModel(nn.Module):
         Raises:
             TypeError: when ``losses`` is not a dict of tensors (or lists of tensors).
         """
+        if type(losses) is dict and len(losses) == 1:
+            # The common case, a dict holding only the 0-d result of the loss: what the general
+            # path below makes of it, without its loops.
+            value = losses.get("loss")
+            if type(value) is torch.Tensor and not value.is_leaf and value.dim() == 0:
+                log_vars = {"loss": value.detach()}
+                if not is_distributed():
+                    return value, log_vars
         if not isinstance(losses, Mapping):
             raise TypeError(
                 f"{type(self).__name__}.forward(mode='loss') must return a dict of losses, "
@@ -101,10 +109,10 @@ class BaseModel(nn.Module):
         values: dict[str, torch.Tensor] = {}
         for key, value in losses.items():
             if isinstance(value, torch.Tensor):
-                # A 0-d result of an operation is taken as it is; anything else goes through mean(),
-                # which also makes a new tensor of a 0-d leaf: a logged value must not alias a
-                # parameter (or buffer) that the optimizer step then changes.
-                values[key] = value if value.dim() == 0 and value.grad_fn is not None else value.mean()
+                # A 0-d result of an operation (not a leaf: it has a grad_fn) is taken as it is;
+                # anything else goes through mean(), which also makes a new tensor of a 0-d leaf: a
+                # logged value must not alias a parameter (or buffer) that the optimizer step changes.
+                values[key] = value if value.dim() == 0 and not value.is_leaf else value.mean()
             elif isinstance(value, Sequence) and all(isinstance(v, torch.Tensor) for v in value):
                 values[key] = sum(v.mean() for v in value)
             else:

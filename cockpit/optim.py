@@ -18,6 +18,9 @@ from torch import nn
 
 #: Device-side skip flags kept at most before the wrapper reads them itself.
 _MAX_UNREAD = 100
+#: What ``optim_context`` returns when there is nothing to do: ``nullcontext`` keeps no state, so
+#: one instance serves every step (and nested or concurrent uses).
+_NO_CONTEXT = contextlib.nullcontext()
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -100,8 +103,8 @@ class OptimWrapper:
         if loss_value is None:
             # One read of the value: ``item()`` on a 0-d loss is the one sync, and costs well under a
             # microsecond on the CPU where ``isfinite(...).all()`` runs two ops first (~13 us).
-            detached = loss.detach()
-            finite = math.isfinite(detached.item()) if detached.numel() == 1 else bool(torch.isfinite(detached).all())
+            finite = (math.isfinite(loss.item()) if loss.numel() == 1
+                      else bool(torch.isfinite(loss.detach()).all()))
         else:
             finite = math.isfinite(loss_value)
         if not finite:
@@ -196,10 +199,11 @@ class OptimWrapper:
 
     def optim_context(self, model: nn.Module) -> contextlib.AbstractContextManager:
         """The context of a forward pass: skips DDP's gradient sync inside an accumulation window."""
-        no_sync = getattr(model, "no_sync", None)
-        if no_sync is not None and self.accumulative_counts > 1 and not self._next_updates():
-            return no_sync()
-        return contextlib.nullcontext()
+        if self.accumulative_counts > 1:
+            no_sync = getattr(model, "no_sync", None)
+            if no_sync is not None and not self._next_updates():
+                return no_sync()
+        return _NO_CONTEXT
 
     def _next_updates(self) -> bool:
         return (self.count + 1) % self.accumulative_counts == 0 or self.count + 1 == self.max_counts

@@ -263,7 +263,7 @@ class Runner:
     def _run(self, body: Any, init_weights: bool = False) -> Any:
         hub = self.message_hub
         self.folder.prepare()
-        self.steering.control.open()
+        self.steering.open()
         with hub.activated(), self.steering.signal_handlers(), \
                 self.folder.logging_to_file(self.logger, lambda: f"Hooks will be executed in the following "
                                                                 f"order:\n{self.hooks_info()}"), \

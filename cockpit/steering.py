@@ -259,6 +259,14 @@ class Steering:
         self._sync_countdown = 1
         self._sync_clock = (time.perf_counter(), 0)
         self.health: HealthProbe | None = None
+        # Whether the run is distributed, noted when it starts (``open``): the safe point asks at
+        # every iteration, and torch.distributed's answer cannot change while the run goes on.
+        self._distributed: bool | None = None
+
+    def open(self) -> None:
+        """A run starts: accept commands, and note whether it is distributed."""
+        self._distributed = is_distributed()
+        self.control.open()
 
     def attach_health(self, probe: HealthProbe | None) -> None:
         """Carry ``probe``'s per-rank row on the agreement all-reduce (None detaches it)."""
@@ -289,7 +297,7 @@ class Steering:
     # --- the safe point -------------------------------------------------------------------
     def safe_point(self) -> None:
         """Apply commands, serve save and stop requests (training thread, between iterations)."""
-        if is_distributed():
+        if self._distributed or (self._distributed is None and is_distributed()):
             if self.agreement:
                 self._agree()
             return

@@ -9,6 +9,13 @@ from pathlib import Path
 from typing import Any
 
 
+def json_line(values: dict[str, Any], step: int) -> str:
+    """The line ``JsonLinesWriter`` appends for ``values`` at ``step`` (made once for several files)."""
+    record = dict(values)
+    record.setdefault("step", step)  # a "step" among the values wins, as in MMEngine
+    return json.dumps(record) + "\n"
+
+
 class JsonLinesWriter:
     """Appends one JSON object a line to ``path``, in MMEngine's ``LocalVisBackend`` layout.
 
@@ -24,9 +31,11 @@ class JsonLinesWriter:
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def add_scalars(self, values: dict[str, Any], step: int) -> None:
-        record = dict(values)
-        record.setdefault("step", step)  # a "step" among the values wins, as in MMEngine
-        self._file.write(json.dumps(record) + "\n")
+        self.write_line(json_line(values, step))
+
+    def write_line(self, line: str) -> None:
+        """Append ``line`` (a ``json_line``), flushed: the file is whole after every logging step."""
+        self._file.write(line)
         self._file.flush()
 
     def close(self) -> None:

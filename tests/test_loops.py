@@ -407,3 +407,21 @@ def test_standalone_val_restores_the_mode(make_runner):
     runner.model.eval()
     runner.val()
     assert not runner.model.training
+
+
+# --- the safe point ------------------------------------------------------------------
+def test_the_safe_point_asks_whether_the_run_is_distributed_once_a_run(make_runner, monkeypatch):
+    """Whether the run is distributed cannot change while it goes on: the steering notes it when the
+    run starts, not at each of the safe points between iterations (every one of which still runs)."""
+    import cockpit.steering as steering
+
+    asked = []
+    monkeypatch.setattr(steering, "is_distributed", lambda: (asked.append(True), False)[1])
+    safe_points = []
+    runner = make_runner(train_dataloader=small_train(32), train_cfg=dict(by_epoch=True, max_epochs=2),
+                         default_hooks=NO_IO)
+    original = runner.steering.safe_point
+    runner.steering.safe_point = lambda: (safe_points.append(runner.iter), original())[1]
+    runner.train()
+    assert len(asked) == 1
+    assert safe_points == [1, 2, 3, 4, 4, 5, 6, 7, 8, 8]  # after each iteration, and between epochs

@@ -13,7 +13,7 @@ from cockpit.errors import ConfigError
 from cockpit.hooks.base import DataBatch, Hook
 from cockpit.log_processor import LogProcessor
 from cockpit.priority import Priority
-from cockpit.writers import JsonLinesWriter, TensorboardWriter
+from cockpit.writers import JsonLinesWriter, TensorboardWriter, json_line
 
 if TYPE_CHECKING:
     from cockpit.interface import RunContext
@@ -203,8 +203,11 @@ class LoggerHook(Hook):
 
     def _write_json(self, tag: dict[str, Any], step: int) -> None:
         """One line of ``scalars.json`` (and its twin), named as MMEngine names them."""
+        if not self._json_writers:
+            return
+        line = json_line(tag, step)  # the same line in each file: encoded once
         for writer in self._json_writers:
-            writer.add_scalars(tag, step)
+            writer.write_line(line)
 
     def _write_tensorboard(self, tag: dict[str, Any], mode: str, step: int) -> None:
         """The tag's scalars under the hub's names (``train/loss``), at the training iteration ``step``."""

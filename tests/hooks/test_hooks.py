@@ -588,6 +588,26 @@ def test_iter_timer_scalars_and_eta(trained):
     assert hub.get_info("iters_per_sec") > 0
 
 
+def test_logged_values_on_the_cpu_keep_their_precision(make_runner):
+    """On the CPU each logged tensor is read as it is (MMEngine's hub reads each with ``item()``): a
+    float64 value logged beside the float32 loss keeps its 64 bits, and each value keeps its step."""
+    import torch
+    from toys import ToyNet
+
+    class WithAccuracy(ToyNet):
+        def forward(self, inputs, data_samples=None, mode="tensor"):
+            out = super().forward(inputs, data_samples, mode)
+            if mode == "loss":
+                out = {**out, "acc": torch.tensor(0.1, dtype=torch.float64)}
+            return out
+
+    runner = make_runner(model=dict(type=WithAccuracy), default_hooks=dict(checkpoint=None, logger=None))
+    runner.train()
+    accuracy = runner.message_hub.get_scalar("train/acc")
+    assert accuracy.series()[1] == [0.1] * MAX_ITERS
+    assert accuracy.series()[0] == runner.message_hub.get_scalar("train/loss").series()[0] == list(range(MAX_ITERS))
+
+
 def test_runtime_info_before_run_metadata(trained):
     runner, _ = trained
     hub = runner.message_hub
@@ -661,6 +681,35 @@ def test_each_hook_call_is_timed_and_reported(make_runner):
     assert statuses.count("saving") == EPOCHS
     assert all(after == "running" for before, after in zip(statuses, statuses[1:], strict=False)
                if before in ("validating", "saving"))
+
+
+@pytest.mark.parametrize("listening", [False, True])
+def test_a_stage_reads_the_clock_once_per_hook(monkeypatch, listening):
+    """Each hook's time runs from the clock read that ended the previous hook's to the one after it:
+    a stage of n hooks reads the clock n + 1 times (not twice per hook), and the times add up."""
+    import cockpit.hooks.dispatch as dispatch
+
+    readings = iter([10.0, 11.0, 13.0, 16.0])
+    reads = []
+
+    def clock() -> float:
+        reads.append(1)
+        return next(readings)
+
+    monkeypatch.setattr(dispatch, "perf_counter", clock)
+    hub = MessageHub()
+    dispatcher = HookDispatcher(hub)
+    for name in ("First", "Second", "Third"):
+        dispatcher.register(make_hook_class(name, ("after_train_iter",))())
+    with hub.subscribe() as sub:
+        if not listening:
+            sub.close()
+        dispatcher.call(None, "after_train_iter", batch_idx=0)
+        events = [e for e in sub.poll() if isinstance(e, ev.StageTimed)]
+    assert len(reads) == 4
+    assert hub.hook_timings() == {("after_train_iter", "First"): (1, 1.0), ("after_train_iter", "Second"): (1, 2.0),
+                                  ("after_train_iter", "Third"): (1, 3.0)}
+    assert [e.calls for e in events] == ([(("First", 1.0), ("Second", 2.0), ("Third", 3.0))] if listening else [])
 
 
 def test_two_instances_of_one_hook_class_are_timed_apart(make_runner):
