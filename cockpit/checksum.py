@@ -45,6 +45,8 @@ _FLOAT = struct.Struct("<d")
 #: A float's piece as ``piece`` writes it: the tag and the length (8), then the value; NaN as b"nan".
 _FLOAT_HEAD = b"f" + (8).to_bytes(8, "little")
 _NAN_PIECE = b"f" + (3).to_bytes(8, "little") + b"nan"
+#: A two-item list's head as ``walk`` writes it (its type, its length), and the tag of an int.
+_PAIR_HEAD = b"l" + (4).to_bytes(8, "little") + b"list" + b"n" + (1).to_bytes(8, "little") + b"2" + b"i"
 
 
 class _Digest:
@@ -135,6 +137,15 @@ class _Digest:
             for item in items:
                 text = str(item).encode()
                 buffer += b"i" + len(text).to_bytes(8, "little") + text
+        elif all(type(item) is list and len(item) == 2 and type(item[0]) is int and type(item[1]) is float
+                 for item in items):
+            # A history's recent points, [[step, value], ...]: each pair as walk() encodes a list.
+            for step, value in items:
+                text = str(step).encode()
+                buffer += _PAIR_HEAD + len(text).to_bytes(8, "little") + text
+                buffer += _NAN_PIECE if value != value else _FLOAT_HEAD + _FLOAT.pack(value)
+                if len(buffer) >= self._FLUSH_AT:
+                    self._flush()
         else:
             return False
         if len(buffer) >= self._FLUSH_AT:

@@ -485,3 +485,17 @@ def test_a_save_skips_torchs_zip_crc_and_leaves_the_option_as_it_was(tmp_path):
     assert all(record.CRC == 0 for record in zipfile.ZipFile(path).infolist()), "torch's zip CRC-32 was computed"
     assert torch.equal(torch.load(path, weights_only=True)["state_dict"]["w"], torch.arange(10.0))
     assert load_checked(path)["meta"]["checksum"].startswith("crc32c:")
+
+
+def test_the_fast_encodings_of_histories_give_the_digest_of_the_item_by_item_walk(monkeypatch):
+    # Checkpoints written before a fast path existed must still verify: the same bytes, faster.
+    history = {"floats": [0.5, math.nan, -1e300, 3.0] * 5000, "ints": list(range(-3, 20_000)),
+               "recent": [[step, step / 7 if step % 11 else math.nan] for step in range(30_000)],
+               "mixed": [[1, 0.5], [2, 1], (3, 0.25), [True, 0.5]],  # not all [int, float] lists: walked
+               "triples": [[1, 0.5, 2.0]]}
+    fast = checksums.digest(history)
+    monkeypatch.setattr(checksums._Digest, "_numbers", lambda self, items: False)
+    assert checksums.digest(history) == fast
+    history["recent"][12_345][1] += 1e-9  # and a change inside the pairs is seen
+    monkeypatch.undo()
+    assert checksums.digest(history) != fast
