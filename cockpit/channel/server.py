@@ -1,7 +1,14 @@
 """The channel server: one thread in the training process that serves the hub and the queue.
 
-Hub events go out on a PUB socket, batched every 20 milliseconds into one
-signed message that carries the sequence numbers it covers. Requests come in
+Hub events go out on an XPUB socket, batched every 20 milliseconds into one
+signed message that carries the sequence numbers it covers. Only while a view
+listens: the server takes the hub's events when a view subscribes (XPUB tells
+of the first subscription and of the last one leaving) or asks for a snapshot,
+and lets go of them once none listens. Until then the hub has no subscriber,
+so a served run that nobody watches builds no events at all (the dispatcher's
+trace, the adapters' batches), the promise that a cockpit costs nothing until
+you look. A view that joins between the two sees a gap in the sequence
+numbers and takes a snapshot, as after any gap. Requests come in
 on a ROUTER socket: ``snapshot``, ``command``, ``outcome``, ``commands``,
 ``ping``. The training thread never waits for this one: it only appends to the
 hub's bounded subscription queue, and a slow or dead view loses old events
@@ -55,6 +62,7 @@ from cockpit.version import __version__
 if TYPE_CHECKING:
     import zmq.auth.thread
 
+    from cockpit.hub import Subscription
     from cockpit.interface import RunContext
     from cockpit.steering import ControlQueue
 
@@ -69,6 +77,10 @@ REQUEST_SHARE = 0.1
 REQUEST_BURST = 0.05
 #: Longest pause between two restarts of a failing channel thread (seconds).
 MAX_RESTART_DELAY = 5.0
+#: Seconds the hub's events are kept after a snapshot with no view subscribed (its SUB is on the way).
+SNAPSHOT_HOLD = 10.0
+#: Distinct subscriptions tracked at most (a view subscribes to everything: one).
+MAX_TOPICS = 64
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -132,7 +144,7 @@ class ChannelServer:
         key = new_key()
         self.signer = Signer(key)
         self.context = zmq.Context()
-        self.pub = self.context.socket(zmq.PUB)
+        self.pub = self.context.socket(zmq.XPUB)  # a PUB that tells when views subscribe and leave
         self.pub.setsockopt(zmq.SNDHWM, 10_000)
         self.pub.setsockopt(zmq.LINGER, 1000)  # let the final status reach views at exit
         self.pub.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION)  # what a PUB takes in is subscriptions
@@ -162,7 +174,10 @@ class ChannelServer:
             raise
         # The addresses actually bound (port 0 becomes the port the system chose).
         control, events = self.router.last_endpoint.decode(), self.pub.last_endpoint.decode()
-        self.subscription = self.run.message_hub.subscribe(maxlen=500_000)
+        # The hub's events, taken only while a view listens (``_follow``).
+        self.subscription: Subscription | None = None
+        self._topics: set[bytes] = set()  # what the views subscribed to (XPUB: first in, last out)
+        self._hold_until = 0.0  # a snapshot keeps the events coming this long without a subscriber
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.info = {
             "protocol": PROTOCOL,
@@ -213,7 +228,8 @@ class ChannelServer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self.subscription.close()
+        if self.subscription is not None:
+            self.subscription.close()
         self._write_run_file()
         self.connection_file.unlink(missing_ok=True)
         self._close_sockets()
@@ -263,6 +279,7 @@ class ChannelServer:
     def _serve(self) -> None:
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
+        poller.register(self.pub, zmq.POLLIN)  # subscriptions coming and going
         tick = max(0.001, self.batch_interval)
         # A token bucket of thread time for requests: a flood gets REQUEST_SHARE of it and waits in
         # its socket's queue (bounded: RCVHWM), while events keep going out every tick.
@@ -273,12 +290,16 @@ class ChannelServer:
             credit, refilled = min(REQUEST_BURST, credit + (now - refilled) * REQUEST_SHARE), now
             if credit <= 0:
                 self._stop.wait(min(tick, -credit / REQUEST_SHARE))
-            elif poller.poll(int(tick * 1000)):
-                # Counted in this thread's CPU time: time it spent preempted or waiting for the GIL
-                # was not taken from the training thread.
-                began = time.thread_time()
-                self._serve_requests(began + min(credit, REQUEST_SLICE))
-                credit -= time.thread_time() - began
+            elif ready := dict(poller.poll(int(tick * 1000))):
+                if self.pub in ready:
+                    self._read_subscriptions()
+                if self.router in ready:
+                    # Counted in this thread's CPU time: time it spent preempted or waiting for the GIL
+                    # was not taken from the training thread.
+                    began = time.thread_time()
+                    self._serve_requests(began + min(credit, REQUEST_SLICE))
+                    credit -= time.thread_time() - began
+            self._follow()
             self._publish()
             now = time.monotonic()
             if now - last_housekeeping > 1.0:
@@ -298,6 +319,32 @@ class ChannelServer:
             if time.thread_time() > deadline:
                 return
 
+    def _read_subscriptions(self) -> None:
+        """Note the views' subscriptions: XPUB hands over the first of each and the last one leaving."""
+        while True:
+            try:
+                frame = self.pub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if frame[:1] == b"\x01" and (len(self._topics) < MAX_TOPICS or frame[1:] in self._topics):
+                self._topics.add(frame[1:])
+            elif frame[:1] == b"\x00":
+                self._topics.discard(frame[1:])
+
+    @property
+    def listening(self) -> bool:
+        """Whether a view is subscribed to the events now."""
+        return bool(self._topics)
+
+    def _follow(self) -> None:
+        """Take the hub's events while a view listens (or just took a snapshot); let go of them after."""
+        wanted = bool(self._topics) or time.monotonic() < self._hold_until
+        if wanted and self.subscription is None:
+            self.subscription = self.run.message_hub.subscribe(maxlen=500_000)
+        elif not wanted and self.subscription is not None:
+            self.subscription.close()
+            self.subscription = None
+
     def _check_authenticator(self) -> None:
         if self._authenticator is None or self._authenticator.is_alive():
             return
@@ -307,6 +354,8 @@ class ChannelServer:
 
     def _publish(self) -> None:
         # The queued tuples are already the wire's rows (``events.row_to_dict``): one json.dumps, in C.
+        if self.subscription is None:
+            return  # nobody listens
         rows = self.subscription.poll_raw(limit=20_000)
         if not rows:
             return
@@ -352,6 +401,9 @@ class ChannelServer:
             max_points = payload.get("max_points")
             if max_points is not None and (isinstance(max_points, bool) or not isinstance(max_points, int)):
                 raise TypeError(f"max_points must be an integer or null, not {max_points!r}")
+            # The events after it must reach the view: take them before the snapshot is taken.
+            self._hold_until = time.monotonic() + SNAPSHOT_HOLD
+            self._follow()
             return {"snapshot": self.run.message_hub.snapshot(max_points=max_points)}
         if kind == "command":
             name, args = payload.get("name", ""), payload.get("args", [])
