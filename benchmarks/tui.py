@@ -22,7 +22,12 @@
 
 If a target is missed, a profile of the slow frame says where the time goes.
 
-Run: ``.venv/bin/python benchmarks/tui.py [--quick] [--points N] [--no-startup] [--no-profile]``
+3. The cost of a view: the CPU of ``cockpit attach`` in tmux watching a ~20 it/s run, and the same
+   view with the run paused; ``--view-baseline REV`` runs the view of git revision REV beside it on
+   the same run (before/after over the same windows). Target: 10% of one core.
+
+Run: ``.venv/bin/python benchmarks/tui.py [--quick] [--points N] [--no-startup] [--no-profile]
+[--no-frames] [--view-baseline HEAD] [--no-view-cost --view-profile 20]``
 """
 
 from __future__ import annotations
@@ -31,7 +36,6 @@ import argparse
 import asyncio
 import cProfile
 import io
-import math
 import os
 import pstats
 import re
@@ -43,6 +47,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "widgets"))
@@ -275,79 +280,163 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def view_pid(socket_name: str) -> int:
+def view_pid(socket_name: str, session: str = "app") -> int:
     """The ``cockpit attach`` process in the pane (the pane runs it directly)."""
-    return int(tmux(socket_name, "list-panes", "-t", "app", "-F", "#{pane_pid}").split()[0])
+    return int(tmux(socket_name, "list-panes", "-t", session, "-F", "#{pane_pid}").split()[0])
+
+
+def baseline_tree(revision: str, folder: Path) -> Path:
+    """The package at git ``revision`` laid out for ``PYTHONPATH`` (``cockpit/`` with ``cockpit/widgets/``,
+    as the editable install maps them); returns the folder to put on the path."""
+    source, tree = folder / "source", folder / "path"
+    source.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", revision, "cockpit", "widgets"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    shutil.copytree(source / "cockpit", tree / "cockpit")
+    shutil.copytree(source / "widgets", tree / "cockpit" / "widgets")
+    return tree
 
 
 def report_view_cost(args: argparse.Namespace) -> None:
     """CPU of a terminal view (``cockpit attach`` in tmux at 160x45, 4 frames a second) watching a run
     at ~20 it/s, against the same view while the run is paused (no events: the frame timer alone).
 
-    Interleaved windows of ``--view-window`` seconds, each kind ``--view-rounds`` times; medians.
+    Interleaved windows of ``--view-window`` seconds, each kind ``--view-rounds`` times; medians. With
+    ``--view-baseline REV``, a second view runs the code of git revision ``REV`` beside this one,
+    attached to the same run and measured over the same windows (before/after from one run).
     """
     if shutil.which("tmux") is None:
         print("\n3. view cost: skipped (no tmux)")
         return
-    sys.path.insert(0, str(REPO / "tests"))
-    from support import child_env, write_child_config
-
-    from cockpit.channel.client import RunClient
-
     folder = Path(tempfile.mkdtemp(prefix="cockpit-bench-view-"))
     work = folder / "w"
-    # SlowHook sleeps 45 ms an iteration: about 20 it/s with the step itself; logs every 10.
-    config = write_child_config(folder, seconds=0.045, train_size=8 * 100_000, max_epochs=1, val_interval=None,
-                                log_interval=10)
-    run = subprocess.Popen([sys.executable, "-m", "cockpit.cli", "run", str(config), "--no-tui", "--work-dir",
-                            str(work)], cwd=folder, env=child_env(), stdout=subprocess.DEVNULL,
-                           stderr=subprocess.STDOUT)
+    views = {"this tree": ""}
+    if args.view_baseline:
+        views = {f"baseline {args.view_baseline}": f"PYTHONPATH={baseline_tree(args.view_baseline, folder / 'base')} ",
+                 **views}
+    run = start_run(folder, work)
     socket_name = f"cockpit-bench-view-{os.getpid()}"
     client = None
     try:
-        deadline = time.monotonic() + 120
-        while not list(work.glob("*/cockpit.json")) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        client = RunClient.connect(work)
+        client = connect(work)
+        ready_by = time.monotonic() + 120
         cockpit = Path(sys.executable).parent / "cockpit"
-        tmux(socket_name, "new-session", "-d", "-s", "app", "-x", str(SIZE[0]), "-y", str(SIZE[1]), "-c",
-             str(folder), f"env -u COLUMNS -u LINES TERM=xterm-256color LANG=C.UTF-8 {cockpit} attach {work}")
-        while "iter " not in tmux(socket_name, "capture-pane", "-p", "-t", "app") and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(3)  # past the first frames and the snapshot
-        pid = view_pid(socket_name)
-        shares: dict[str, list[float]] = {"running": [], "paused": []}
+        pids = {}
+        for index, (name, env) in enumerate(views.items()):
+            session = f"view{index}"
+            tmux(socket_name, "new-session", "-d", "-s", session, "-x", str(SIZE[0]), "-y", str(SIZE[1]), "-c",
+                 str(folder), f"env -u COLUMNS -u LINES TERM=xterm-256color LANG=C.UTF-8 {env}{cockpit} attach {work}")
+            while "iter " not in tmux(socket_name, "capture-pane", "-p", "-t", session) and time.monotonic() < ready_by:
+                time.sleep(0.2)
+            pids[name] = view_pid(socket_name, session)
+        time.sleep(3 + args.view_warmup)  # past the first frames and the snapshot (and the warm-up asked for)
+        shares: dict[tuple[str, str], list[float]] = {(name, kind): [] for name in views for kind in ("running", "paused")}
         speeds: list[float] = []
+        first_iter = int(client.snapshot(max_points=1)["info"].get("iter", 0))
         for _ in range(args.view_rounds):
             for kind in ("running", "paused"):
                 client.command("pause" if kind == "paused" else "continue", wait=True, timeout=30)
                 time.sleep(1.0)  # the view catches up with the change
                 start_iter = int(client.snapshot(max_points=1)["info"].get("iter", 0))
-                wall, cpu = time.monotonic(), cpu_seconds(pid)
+                wall, cpu = time.monotonic(), {name: cpu_seconds(pid) for name, pid in pids.items()}
                 time.sleep(args.view_window)
-                used, elapsed = cpu_seconds(pid) - cpu, time.monotonic() - wall
-                shares[kind].append(100 * used / elapsed)
+                elapsed = time.monotonic() - wall
+                for name, pid in pids.items():
+                    shares[name, kind].append(100 * (cpu_seconds(pid) - cpu[name]) / elapsed)
                 if kind == "running":
                     speeds.append((int(client.snapshot(max_points=1)["info"].get("iter", 0)) - start_iter) / elapsed)
-        running, paused = statistics.median(shares["running"]), statistics.median(shares["paused"])
         print(f"\n3. a terminal view's CPU (cockpit attach in tmux at {SIZE[0]}x{SIZE[1]}, 4 frames/s), "
-              f"{args.view_rounds} interleaved windows of {args.view_window:.0f} s each, medians")
-        print(f"   watching the run at {statistics.median(speeds):.1f} it/s: {running:5.1f}% of one core "
-              f"(target <= 10%: {'met' if running <= 10 else 'MISSED'})   windows: "
-              + ", ".join(f"{v:.1f}" for v in shares["running"]))
-        print(f"   the same view, run paused (frame timer only): {paused:5.1f}%   windows: "
-              + ", ".join(f"{v:.1f}" for v in shares["paused"]))
-        print(f"   ratio watching / idle: {running / paused if paused else math.inf:.1f}x")
+              f"{args.view_rounds} interleaved windows of {args.view_window:.0f} s each, medians; the run at "
+              f"{statistics.median(speeds):.1f} it/s, from iter {first_iter}"
+              + (f"; {len(views)} views side by side" if len(views) > 1 else ""))
+        for name in views:
+            running = statistics.median(shares[name, "running"])
+            paused = statistics.median(shares[name, "paused"])
+            print(f"   {name}: watching {running:5.1f}% of one core (target <= 10%: {'met' if running <= 10 else 'MISSED'})"
+                  f"   windows: " + ", ".join(f"{v:.1f}" for v in shares[name, "running"]))
+            print(f"   {'':{len(name)}}  run paused (frame timer only) {paused:5.1f}%   windows: "
+                  + ", ".join(f"{v:.1f}" for v in shares[name, "paused"]))
+        if len(views) > 1:
+            (before, after) = views
+            ratios = [b / a for b, a in zip(shares[after, "running"], shares[before, "running"], strict=True) if a]
+            print("   watching, this tree / baseline per window: " + ", ".join(f"{r:.2f}" for r in ratios)
+                  + f"; median {statistics.median(ratios):.2f}")
+        print(f"   load average {os.getloadavg()[0]:.1f}")
     finally:
         tmux(socket_name, "kill-server")
-        if client is not None:
-            client.close()
-        run.terminate()
-        try:
-            run.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            run.kill()
-        shutil.rmtree(folder, ignore_errors=True)
+        end_run(run, client, folder)
+
+
+def start_run(folder: Path, work: Path) -> subprocess.Popen:
+    """A ~20 it/s run for a view to watch: SlowHook sleeps 45 ms an iteration; it logs every 10."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from support import child_env, write_child_config
+
+    config = write_child_config(folder, seconds=0.045, train_size=8 * 100_000, max_epochs=1, val_interval=None,
+                                log_interval=10)
+    return subprocess.Popen([sys.executable, "-m", "cockpit.cli", "run", str(config), "--no-tui", "--work-dir",
+                             str(work)], cwd=folder, env=child_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+
+
+def connect(work: Path) -> Any:
+    """A client of the run under ``work``, once it serves (at most 2 minutes)."""
+    from cockpit.channel.client import RunClient
+
+    deadline = time.monotonic() + 120
+    while not list(work.glob("*/cockpit.json")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return RunClient.connect(work)
+
+
+def end_run(run: subprocess.Popen, client: Any, folder: Path) -> None:
+    """Close the view's client, stop the training run and remove its folder."""
+    if client is not None:
+        client.close()
+    run.terminate()
+    try:
+        run.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        run.kill()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def report_view_profile(args: argparse.Namespace) -> None:
+    """Where a view's CPU goes: ``CockpitApp`` in this process (headless, 160x45, 4 frames a second)
+    attached to a ~20 it/s run for ``--view-profile`` seconds, under cProfile (the app's thread: its
+    frames; the feed thread's decoding is left out), with the process's CPU share over the same time."""
+    folder = Path(tempfile.mkdtemp(prefix="cockpit-bench-profile-"))
+    work = folder / "w"
+    run = start_run(folder, work)
+
+    async def watch(client: Any) -> tuple[float, str]:
+        app = CockpitApp(client)
+        async with app.run_test(size=SIZE) as pilot:
+            while not app.state.scalars.get("train/loss"):
+                await pilot.pause(0.1)
+            await asyncio.sleep(3)  # past the snapshot and the first frames
+            profiler = cProfile.Profile()
+            wall, cpu = time.monotonic(), time.process_time()
+            profiler.enable()
+            await asyncio.sleep(args.view_profile)
+            profiler.disable()
+            share = 100 * (time.process_time() - cpu) / (time.monotonic() - wall)
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(45)
+        return share, text.getvalue()
+
+    client = None
+    try:
+        client = connect(work)
+        share, profile = asyncio.run(watch(client))
+        print(f"\n4. a view in this process (headless, {SIZE[0]}x{SIZE[1]}) watching a ~20 it/s run for "
+              f"{args.view_profile:.0f} s: {share:.1f}% of one core (with cProfile's own cost); where the app's "
+              "thread spends it:")
+        for line in profile.splitlines():
+            print("   " + line[:170])
+    finally:
+        end_run(run, client, folder)
 
 
 def main() -> None:
@@ -361,6 +450,13 @@ def main() -> None:
                         help="skip the CPU of a view watching a 20 it/s run")
     parser.add_argument("--view-window", type=float, default=10.0, help="seconds per CPU window")
     parser.add_argument("--view-rounds", type=int, default=3, help="windows of each kind")
+    parser.add_argument("--view-warmup", metavar="SECONDS", type=float, default=0.0,
+                        help="let the views watch this long first (a view's series stop growing at 8192 points, "
+                             "about 7 minutes of a 20 it/s run)")
+    parser.add_argument("--view-baseline", metavar="REV", default=None,
+                        help="also run a view of git revision REV beside this tree's (same run, same windows)")
+    parser.add_argument("--view-profile", metavar="SECONDS", type=float, default=0.0,
+                        help="profile a view in this process watching a 20 it/s run for SECONDS (cProfile)")
     args = parser.parse_args()
     args.reps = 3 if args.quick else 7
     args.startup_runs = 1 if args.quick else 3
@@ -373,6 +469,8 @@ def main() -> None:
         report_startup(args)
     if args.view_cost:
         report_view_cost(args)
+    if args.view_profile:
+        report_view_profile(args)
 
 
 if __name__ == "__main__":

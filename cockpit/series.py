@@ -68,7 +68,15 @@ def downsample(steps: Sequence[float], lows: Sequence[float], highs: Sequence[fl
 
 def smooth(values: Sequence[float], weight: float = 0.9) -> list[float]:
     """TensorBoard's exponential moving average, debiased at the start."""
-    out, last, count = [], 0.0, 0
+    return smooth_on(values, weight)[0]
+
+
+def smooth_on(values: Sequence[float], weight: float = 0.9,
+              state: tuple[float, int] = (0.0, 0)) -> tuple[list[float], tuple[float, int]]:
+    """``smooth`` of ``values`` carried on from ``state`` (the average and how many finite values it
+    took, as an earlier call returned it): the smoothed values, and the state after them."""
+    out: list[float] = []
+    last, count = state
     for value in values:
         if not math.isfinite(value):
             out.append(value)
@@ -76,7 +84,7 @@ def smooth(values: Sequence[float], weight: float = 0.9) -> list[float]:
         count += 1
         last = last * weight + (1 - weight) * value
         out.append(last / (1 - weight**count))
-    return out
+    return out, (last, count)
 
 
 # --- one scalar ---------------------------------------------------------------------------------

@@ -23,11 +23,14 @@ The rules, the same for every view:
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from cockpit.events import (
     CheckpointRemoved,
@@ -168,6 +171,99 @@ class CommandInfo:
         return question
 
 
+# --- each rank's health, as views read it -----------------------------------------------------------
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def short_seconds(seconds: float) -> str:
+    """A short duration: ``47ms``, ``0.12s``, ``63s``, ``4m05s``, ``2h10m`` (``?`` when unknown)."""
+    if not math.isfinite(seconds):
+        return "?"
+    if seconds < 0.1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 100:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
+    return f"{int(seconds) // 3600}h{int(seconds) % 3600 // 60:02d}m"
+
+
+@dataclass(frozen=True)
+class RankHealth:
+    """One rank of a distributed run, from the run's ``rank_health`` info (the health guard publishes
+    it on rank 0; every figure rides on the steering's agreement all-reduce).
+
+    Times are seconds; ``heartbeat`` is the unix time of the rank's last report; ``ratio`` is its own
+    time per step (outside the synchronised step) over the median rank's. ``straggler`` and ``hung`` are
+    the run's own verdicts (its ``straggler_factor``, 1.3 by default), not the view's.
+    """
+
+    rank: int
+    iter: int = 0
+    step_time: float = math.nan
+    own_time: float = math.nan
+    data_time: float = math.nan
+    memory_mb: float = math.nan
+    heartbeat: float = math.nan
+    idle: float = math.nan
+    ratio: float = math.nan
+    alert: str = ""
+    straggler: bool = False
+    hung: bool = False
+    where: str = ""
+
+    @property
+    def state(self) -> str:
+        """``'hung'``, ``'alert'`` (its guard tripped), ``'straggler'`` or ``'ok'``, the worst first."""
+        if self.hung:
+            return "hung"
+        if self.alert and self.alert != "straggler":
+            return "alert"
+        return "straggler" if self.straggler or self.alert == "straggler" else "ok"
+
+    @property
+    def note(self) -> str:
+        """What the strip says of it: ``0.12s`` (its step), ``straggles 2.6x``, ``hung 63s``, ``alert nonfinite``."""
+        state = self.state
+        if state == "hung":
+            return f"hung {short_seconds(self.idle)}" if math.isfinite(self.idle) else "hung"
+        if state == "alert":
+            return f"alert {self.alert}"
+        if state == "straggler":
+            return f"straggles {self.ratio:.1f}x" if math.isfinite(self.ratio) else "straggles"
+        return short_seconds(self.step_time)
+
+    def age(self, now: float) -> float:
+        """Seconds since the rank last reported (nan when unknown)."""
+        return max(0.0, now - self.heartbeat) if math.isfinite(self.heartbeat) else math.nan
+
+
+def rank_health(value: Any) -> tuple[RankHealth, ...]:
+    """Read the run's ``rank_health`` info (a list with one dict per rank); rows that are not dicts
+    are skipped, missing figures are nan. Empty unless the run has more than one rank."""
+    rows = [row for row in value if isinstance(row, dict)] if isinstance(value, (list, tuple)) else []
+    if len(rows) < 2:
+        return ()
+    own = [_number(row.get("own_time")) for row in rows]
+    known = [t for t in own if math.isfinite(t)]
+    median = statistics.median(known) if known else math.nan
+    out = []
+    for index, (row, own_time) in enumerate(zip(rows, own, strict=True)):
+        rank = row.get("rank", index)
+        out.append(RankHealth(
+            rank=int(rank) if isinstance(rank, (int, float)) else index,
+            iter=int(_number(row.get("iter"))) if math.isfinite(_number(row.get("iter"))) else 0,
+            step_time=_number(row.get("step_time")), own_time=own_time, data_time=_number(row.get("data_time")),
+            memory_mb=_number(row.get("memory_mb")), heartbeat=_number(row.get("heartbeat")),
+            idle=_number(row.get("idle")), ratio=own_time / median if median > 0 else math.nan,
+            alert=str(row.get("alert") or ""), straggler=bool(row.get("straggler")), hung=bool(row.get("hung")),
+            where=str(row.get("where") or "")))
+    return tuple(sorted(out, key=lambda r: r.rank))
+
+
 # --- the run ----------------------------------------------------------------------------------------
 class RunState:
     """A view's model of one run.
@@ -189,6 +285,7 @@ class RunState:
             (``outcome`` is ``'queued'`` until the run reports it).
         outcomes: the recent finished ones, oldest first.
         last_command: the request that changed last.
+        rank_health: each rank's ``RankHealth`` in a distributed run (empty otherwise).
         guard_alert: the health guard's active alert (``kind``, ``message``, ``step``, ``choices``,
             ``fallback``, ``deadline``), or None; views show it as a banner and ring the bell once
             (``take_guard_bell``).
@@ -231,6 +328,7 @@ class RunState:
         self._new_logs: list[tuple[float, str, str]] = []
         self._new_outcomes: list[dict[str, Any]] = []
         self._last_log_time = -math.inf
+        self._ranks_read: tuple[Any, tuple[RankHealth, ...]] = (None, ())
 
     # --- reading ----------------------------------------------------------------------------
     @property
@@ -269,6 +367,16 @@ class RunState:
         ring, self._guard_bell = self._guard_bell, False
         return ring
 
+    @property
+    def rank_health(self) -> tuple[RankHealth, ...]:
+        """Each rank's health in a distributed run (its ``rank_health`` info), by rank; empty otherwise.
+
+        Read once per published list (the run sends a new one with each all-reduce)."""
+        value = self.info.get("rank_health")
+        if value is not self._ranks_read[0]:
+            self._ranks_read = (value, rank_health(value))
+        return self._ranks_read[1]
+
     def command(self, name: str) -> CommandInfo | None:
         """The run's command called ``name`` (None when it offers none)."""
         return next((c for c in self.commands if c.name == name), None)
@@ -280,10 +388,13 @@ class RunState:
     def best(self, key: str) -> float:
         """The best finite value of scalar ``key`` so far (the lowest of a loss, else the highest), or nan."""
         series = self.scalars.get(key)
-        values = [v for v in series.values if math.isfinite(v)] if series else []
-        if not values:
+        if not series or not series.values:
             return math.nan
-        return min(values) if lower_is_better(key) else max(values)
+        values = np.asarray(series.values, dtype=np.float64)  # a plot's title asks every draw: 8192 points at most
+        values = values[np.isfinite(values)]
+        if not values.size:
+            return math.nan
+        return float(values.min() if lower_is_better(key) else values.max())
 
     @property
     def metric_key(self) -> str | None:

@@ -262,3 +262,29 @@ async def until(pilot: Any, condition: Callable[[], Any], what: str, timeout: fl
             return value
         await pilot.pause(0.02)
     raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
+
+
+#: A distributed run's ``rank_health`` info (what the health guard publishes on rank 0): four ranks,
+#: rank 1 straggling (2.6x the median rank's own time), rank 2 hung for 63 s in a hook.
+RANK_HEALTH = [
+    {"rank": 0, "step_time": 0.121, "host_time": 0.012, "train_time": 0.109, "data_time": 0.002, "memory_mb": 812.4,
+     "heartbeat": FIXED_TIME - 0.4, "iter": 430, "alert": "", "alert_step": 0.0, "own_time": 0.05,
+     "straggler": False, "hung": False, "idle": 0.06, "where": ""},
+    {"rank": 1, "step_time": 0.198, "host_time": 0.089, "train_time": 0.109, "data_time": 0.081, "memory_mb": 815.0,
+     "heartbeat": FIXED_TIME - 0.5, "iter": 430, "alert": "", "alert_step": 0.0, "own_time": 0.13,
+     "straggler": True, "hung": False, "idle": 0.09, "where": ""},
+    {"rank": 2, "step_time": 0.122, "host_time": 0.013, "train_time": 0.109, "data_time": 0.002, "memory_mb": 809.9,
+     "heartbeat": FIXED_TIME - 63.0, "iter": 417, "alert": "", "alert_step": 0.0, "own_time": 0.051,
+     "straggler": False, "hung": True, "idle": 63.0, "where": "SlowRank.after_train_iter (cfg.py:12)"},
+    {"rank": 3, "step_time": 0.119, "host_time": 0.011, "train_time": 0.108, "data_time": 0.002, "memory_mb": 811.2,
+     "heartbeat": FIXED_TIME - 0.3, "iter": 430, "alert": "", "alert_step": 0.0, "own_time": 0.049,
+     "straggler": False, "hung": False, "idle": 0.05, "where": ""},
+]
+
+
+def distributed_snapshot() -> dict[str, Any]:
+    """``build_snapshot()`` of a 4-process run, with its ``rank_health`` (``RANK_HEALTH``)."""
+    snapshot = build_snapshot()
+    snapshot["info"]["rank_health"] = [dict(row) for row in RANK_HEALTH]
+    snapshot["info"]["world_size"] = len(RANK_HEALTH)
+    return snapshot

@@ -1,5 +1,7 @@
 """``SystemPanel``: what the run costs the machine — the training process's CPU and memory, the
-machine's, each GPU's, and the share of time spent waiting for data, each with a sparkline.
+machine's, each GPU's, and the share of time spent waiting for data, each with a sparkline; in a
+distributed run, a row per rank first. ``rank_strip_html`` is the one-line rank strip the widget
+shows under its progress bar.
 
 The run publishes the samples as ``info["system"]`` (``cockpit.system_monitor``: current figures
 and a short history of each); the data-wait share comes from the run's own ``train/data_time``
@@ -10,12 +12,13 @@ from __future__ import annotations
 
 import html
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ipywidgets as widgets
 
-from cockpit.viewstate import RunState
+from cockpit.viewstate import RankHealth, RunState, short_seconds
 
 #: Sparkline size in pixels.
 SPARK_WIDTH, SPARK_HEIGHT = 120, 22
@@ -62,8 +65,60 @@ def _row(label: str, figure: str, history: Sequence[float] = (), ceiling: float 
             f"<span>{sparkline(history, ceiling)}</span>")
 
 
-def system_html(state: RunState) -> str:
-    """The panel's table, from ``state.info['system']`` and the timing scalars."""
+#: A rank's state: the colour of its words (the strip and the rank rows).
+RANK_COLORS = {"ok": "#1a7f37", "straggler": "#b35900", "alert": "#c62828", "hung": "#c62828"}
+#: A rank's state: the mark before it on the strip.
+RANK_MARKS = {"ok": "●", "straggler": "▲", "alert": "⚠", "hung": "✖"}
+
+
+def rank_strip_html(ranks: Sequence[RankHealth]) -> str:
+    """The rank strip (``ranks 0 ● 0.12s · 1 ▲ straggles 2.6x · 2 ✖ hung 63s in ...``), or nothing
+    outside a distributed run. The notebook has the width: every rank is named, and a hung rank's place."""
+    if not ranks:
+        return ""
+    items = []
+    for rank in ranks:
+        color = RANK_COLORS[rank.state]
+        flagged = rank.state != "ok"
+        words = html.escape(rank.note)
+        if rank.state == "hung" and rank.where:
+            words += f" <span style='color:#777'>in</span> <code>{html.escape(rank.where)}</code>"
+        items.append(f"<span title='rank {rank.rank}'>{rank.rank} <span style='color:{color}'>{RANK_MARKS[rank.state]}"
+                     f"</span> <span style='{f'color:{color};font-weight:600' if flagged else ''}'>{words}</span></span>")
+    return ("<div class='cockpit-ranks' style='font-size:12px;font-variant-numeric:tabular-nums'>"
+            "<span style='color:#777'>ranks</span> " + " <span style='color:#aaa'>·</span> ".join(items) + "</div>")
+
+
+def rank_rows_html(ranks: Sequence[RankHealth], now: float) -> str:
+    """A table row per rank: iteration, step, own time (x the median rank's), data time, memory, heartbeat age, state."""
+    if not ranks:
+        return ""
+    head = "".join(f"<th style='text-align:left;padding:0 10px 0 0;color:#777;font-weight:normal'>{title}</th>"
+                   for title in ("rank", "iter", "step", "own (× median)", "data", "memory", "heartbeat", "state"))
+    rows = []
+    for rank in ranks:
+        color = RANK_COLORS[rank.state]
+        age = rank.age(now)
+        state = {"ok": "ok", "straggler": "straggler", "alert": f"alert: {rank.alert}"}.get(rank.state, "")
+        if rank.state == "hung":
+            state = f"hung {short_seconds(rank.idle)}" if math.isfinite(rank.idle) else "hung"
+            state += f" in {rank.where}" if rank.where else ""
+        ratio = f" {rank.ratio:.1f}x" if math.isfinite(rank.ratio) else ""
+        cells = [str(rank.rank), str(rank.iter), short_seconds(rank.step_time), short_seconds(rank.own_time) + ratio,
+                 short_seconds(rank.data_time), _bytes(rank.memory_mb * 1024 * 1024) if math.isfinite(rank.memory_mb)
+                 else "-", f"{short_seconds(age)} ago" if math.isfinite(age) else "-", state]
+        rows.append("<tr>" + "".join(
+            f"<td style='padding:0 10px 0 0{f';color:{color};font-weight:600' if index == 7 and rank.state != 'ok' else ''}"
+            f"{f';color:{color}' if index == 7 and rank.state == 'ok' else ''}'>{html.escape(cell)}</td>"
+            for index, cell in enumerate(cells)) + "</tr>")
+    return ("<table class='cockpit-rank-rows' style='font-size:12px;border-collapse:collapse;margin-bottom:6px;"
+            f"font-variant-numeric:tabular-nums'><tr>{head}</tr>{''.join(rows)}</table>")
+
+
+def system_html(state: RunState, now: float | None = None) -> str:
+    """The panel's table, from ``state.info['system']`` and the timing scalars; in a distributed run,
+    first a row per rank (``state.rank_health``)."""
+    ranks = rank_rows_html(state.rank_health, time.time() if now is None else now)
     system = state.info.get("system")
     rows = []
     if isinstance(system, Mapping):
@@ -90,10 +145,10 @@ def system_html(state: RunState) -> str:
     if waiting:
         rows.append(_row("waiting for data", f"{waiting[-1]:.0f}% of each iteration", waiting, 100.0))
     if not rows:
-        return "<span style='color:#888;font-size:12px'>The run publishes no system figures.</span>"
+        return ranks + "<span style='color:#888;font-size:12px'>The run publishes no system figures.</span>"
     # A CSS grid, not a table: a notebook's table styles would space the rows out.
-    return ("<div style='display:grid;grid-template-columns:repeat(3,auto);gap:2px 16px;font-size:12px;"
-            f"align-items:center;justify-content:start'>{''.join(rows)}</div>")
+    return ranks + ("<div style='display:grid;grid-template-columns:repeat(3,auto);gap:2px 16px;font-size:12px;"
+                    f"align-items:center;justify-content:start'>{''.join(rows)}</div>")
 
 
 class SystemPanel(widgets.Accordion):

@@ -19,7 +19,7 @@ from cockpit.widgets.notebook.grid import ScalarGrid
 from cockpit.widgets.notebook.log import RunLog
 from cockpit.widgets.notebook.overview import Overview
 from cockpit.widgets.notebook.plots import ScalarPlot, loss_keys, lr_keys
-from cockpit.widgets.notebook.system import SystemPanel
+from cockpit.widgets.notebook.system import SystemPanel, rank_strip_html
 from cockpit.widgets.notebook.tables import HookTable
 
 from cockpit.events import Status
@@ -109,9 +109,11 @@ class CockpitView(widgets.VBox):
         self.closed = False
         self.connected = False
         self._published = False
+        self._ranks_shown: Any = None
         self.header = widgets.HTML(header_html(RunState()))
         self.progress_bar = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="45%"))
         self.progress_text = widgets.HTML(progress_html(RunState()))
+        self.ranks = widgets.HTML("", layout=widgets.Layout(display="none"))  # a distributed run's rank strip
         self.guard = widgets.HTML("", layout=widgets.Layout(display="none"))
         self.controls = ControlBar(send)
         self.plot = ScalarPlot(max_points=max_points)
@@ -126,7 +128,7 @@ class CockpitView(widgets.VBox):
         side = widgets.VBox([self.checkpoints, self.run_log], layout=widgets.Layout(width="46%", grid_gap="8px"))
         bottom = widgets.HBox([widgets.Box([self.hooks], layout=widgets.Layout(width="54%")), side],
                               layout=widgets.Layout(width="100%", grid_gap="16px"))
-        super().__init__([self.header, progress_row, self.guard, self.controls, self.plot.figure, bottom,
+        super().__init__([self.header, progress_row, self.ranks, self.guard, self.controls, self.plot.figure, bottom,
                           self.overview, self.system, self.grid],
                          layout=widgets.Layout(width="100%", max_width="1400px", border="1px solid #e1e4e8",
                                                padding="8px 12px", grid_gap="6px"))
@@ -148,13 +150,18 @@ class CockpitView(widgets.VBox):
             self.progress_bar.value = min(done, max(total, 1))
             self.progress_bar.bar_style = PROGRESS_STYLES.get(state.status, "")
             self.progress_text.value = progress_html(state)
+            ranks = state.rank_health
+            self.ranks.value = rank_strip_html(ranks)
+            self.ranks.layout.display = "" if ranks else "none"
             self.guard.value = guard_html(state.guard_alert)
             self.guard.layout.display = "none" if state.guard_alert is None else ""
         if changes & {"scalars", "markers"}:
             self.plot.show(state)
         if changes & {"scalars", "info"}:
             self.overview.show(state)
-        if changes & {"scalars", "system"}:
+        ranks = state.info.get("rank_health")  # a new list with each all-reduce: the rank rows redrawn
+        if changes & {"scalars", "system"} or ranks is not self._ranks_shown:
+            self._ranks_shown = ranks
             self.system.show(state)
         if "scalars" in changes:
             self.grid.show(state)

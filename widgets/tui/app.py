@@ -36,6 +36,7 @@ from cockpit.widgets.tui.parts.guard import GuardBanner
 from cockpit.widgets.tui.parts.hooks import HookTable
 from cockpit.widgets.tui.parts.log import LogPane
 from cockpit.widgets.tui.parts.plots import ScalarPlot
+from cockpit.widgets.tui.parts.ranks import RankStrip
 from cockpit.widgets.tui.parts.status import StatusLine
 from cockpit.widgets.tui.screens.checkpoint import CheckpointPicker
 from cockpit.widgets.tui.screens.confirm import ConfirmScreen
@@ -150,6 +151,7 @@ class CockpitApp(App[str]):
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status")
+        yield RankStrip(id="ranks")
         yield GuardBanner(id="guard")
         with TabbedContent(id="views"):
             with TabPane("1 Run", id="view-run"):
@@ -172,7 +174,7 @@ class CockpitApp(App[str]):
             with TabPane("2 Overview", id="view-overview"):
                 yield OverviewPanel(id="overview")
             with TabPane("3 System", id="view-system"):
-                yield SystemPanel(id="system")
+                yield SystemPanel(id="system", clock=self.clock)
             with TabPane("4 Scalars", id="view-scalars"):
                 yield ScalarGrid(lock=self.lock, id="scalars")
         yield Footer()
@@ -183,6 +185,7 @@ class CockpitApp(App[str]):
         # The panes a frame draws, found once (a query a frame costs more than the frame's drawing).
         self._status = self.main.query_one(StatusLine)
         self._guard = self.main.query_one(GuardBanner)
+        self._ranks = self.main.query_one(RankStrip)
         self._plots = list(self.main.query("#plots ScalarPlot"))  # the Run tab's (the grid has its own)
         self._panels = list(self.main.query("OverviewPanel, SystemPanel, ScalarGrid"))
         self._val_plot = self.main.query_one("#val-plot", ScalarPlot)
@@ -275,6 +278,7 @@ class CockpitApp(App[str]):
         with self.lock:
             state = self.state
             status_line.show(state, now=self.clock())
+            self._ranks.show(state)
             self._guard.show(state.guard_alert, now=self.clock())
             ring = state.take_guard_bell()
             logs = state.take_logs()

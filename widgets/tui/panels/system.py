@@ -1,5 +1,7 @@
 """What the run's machine is doing (btop's view of one run): the training process's CPU and memory, the
-machine's, each GPU's, and the share of time spent waiting for data, each with its recent history.
+machine's, each GPU's, and the share of time spent waiting for data, each with its recent history; in a
+distributed run, first a row per rank (its ``rank_health`` info: step, own and data time, memory,
+heartbeat age, and whether it straggles or hangs).
 
 The figures come from the run's ``system`` runtime info (``cockpit.system_monitor.SystemMonitor``,
 one sample a second, with the last samples as history). The data-wait share comes from the run's
@@ -12,13 +14,15 @@ busy core looks busy and a quiet one flat, unlike a sparkline stretched to its o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.text import Text
 from textual.widgets import Static
 
-from cockpit.viewstate import RunState
+from cockpit.viewstate import RankHealth, RunState, short_seconds
 
 #: Eighth blocks, from empty to full.
 BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -83,6 +87,25 @@ def data_wait(state: RunState, count: int) -> tuple[float | None, list[float]]:
     return share, shares[-count:]
 
 
+#: The rank table's columns: (title, width); the state takes the rest of the line (it fits 80 columns).
+RANK_COLUMNS = (("rank", 4), ("iter", 7), ("step", 7), ("own ×median", 13), ("data", 7), ("memory", 9),
+                ("heartbeat", 11))
+#: A rank's state in the table: its words' style.
+RANK_STYLES = {"ok": "green", "straggler": "bold yellow", "alert": "bold red", "hung": "bold red"}
+
+
+def rank_cells(rank: RankHealth, now: float) -> list[str]:
+    """A rank's row, one text per ``RANK_COLUMNS`` column, then its state."""
+    own = short_seconds(rank.own_time) + (f" {rank.ratio:.1f}x" if math.isfinite(rank.ratio) else "")
+    memory = size(rank.memory_mb * (1 << 20)) if math.isfinite(rank.memory_mb) else "-"
+    age = rank.age(now)
+    state = {"ok": "ok", "straggler": "straggler", "alert": f"alert: {rank.alert}"}.get(rank.state, "")
+    if rank.state == "hung":
+        state = f"hung {short_seconds(rank.idle)}" if math.isfinite(rank.idle) else "hung"
+    return [str(rank.rank), str(rank.iter), short_seconds(rank.step_time), own, short_seconds(rank.data_time),
+            memory, f"{short_seconds(age)} ago" if math.isfinite(age) else "-", state]
+
+
 def system_rows(state: RunState) -> list[tuple[str, str, str, list[float], float]]:
     """``(group, label, value text, history, scale top)`` for each figure the run has, in display order."""
     system = state.info.get("system") if isinstance(state.info.get("system"), dict) else {}
@@ -129,8 +152,9 @@ class SystemPanel(Static):
     }
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.clock = clock
         self._shown: tuple | None = None
 
     def on_mount(self) -> None:
@@ -142,25 +166,34 @@ class SystemPanel(Static):
             return
         system = state.info.get("system") if isinstance(state.info.get("system"), dict) else {}
         times = state.scalars.get("train/time")
+        ranks = state.rank_health
+        now = self.clock()
+        # The heartbeat ages tick with the clock: a rank that stopped reporting shows it.
         shown = (system.get("samples"), system.get("time"), len(times) if times else 0,
-                 times.steps[-1] if times and times.steps else None, self.size, state.ended)
+                 times.steps[-1] if times and times.steps else None, self.size, state.ended, ranks,
+                 int(now) if ranks else None)
         if shown == self._shown:
             return
         self._shown = shown
-        self.update(self._render_rows(state, system))
+        self.update(self._render_rows(state, system, ranks, now))
 
-    def _render_rows(self, state: RunState, system: dict[str, Any]) -> Text:
+    def _render_rows(self, state: RunState, system: dict[str, Any], ranks: Sequence[RankHealth] = (),
+                     now: float = 0.0) -> Text:
         rows = system_rows(state)
         spark_width = max(8, self.content_size.width - LABEL_WIDTH - VALUE_WIDTH)
         share, shares = data_wait(state, spark_width)
         groups = len([row for row in rows if row[0]]) + 2  # the GPU or no-samples note, and data loading
         figures = len(rows) + 1
-        # Taller bars, and a blank line between groups, when the panel has the room.
-        spare = self.content_size.height - groups
+        # Taller bars, and a blank line between groups, when the panel has the room (the rank table's
+        # lines, a title and a header first).
+        rank_lines = len(ranks) + sum(1 for r in ranks if r.where and r.state == "hung") + 2 if ranks else 0  # at most
+        spare = self.content_size.height - groups - rank_lines
         height = max(1, min(4, (spare - groups) // figures))
         gap = spare - height * figures >= groups
         out = Text(no_wrap=True, overflow="ellipsis")
         style = "dim" if state.ended else "cyan"
+        if ranks:
+            self._rank_table(out, ranks, now, self.content_size.width)
 
         def group(title: str) -> None:
             if gap and out.plain:
@@ -199,3 +232,34 @@ class SystemPanel(Static):
             row("wait", value, shares, top)
         out.rstrip()
         return out
+
+    @staticmethod
+    def _rank_table(out: Text, ranks: Sequence[RankHealth], now: float, width: int) -> None:
+        """A row per rank: iteration, step time, own time (and its multiple of the median rank's), data
+        time, peak memory, heartbeat age and state; stragglers in yellow, hung ranks in red, each with
+        where its training thread is on a line of its own."""
+        flagged = sum(1 for rank in ranks if rank.state != "ok")
+        out.append(f"ranks ({len(ranks)} processes", style="bold")
+        out.append(f" · {flagged} flagged" if flagged else " · all healthy", style="bold red" if flagged else "dim")
+        out.append(")\n", style="bold")
+
+        def cell(title: str, text: str, size: int) -> str:
+            return f"{text:>{size}}  " if title == "rank" else f"{text:<{size}}"
+
+        out.append("".join(cell(title, title, size) for title, size in RANK_COLUMNS) + "state\n", style="dim")
+        indent = RANK_COLUMNS[0][1] + 2
+        for rank in ranks:
+            cells = rank_cells(rank, now)
+            style = RANK_STYLES[rank.state]
+            for (title, size), text in zip(RANK_COLUMNS, cells, strict=False):
+                flagged_figure = (title.startswith("own") and rank.state == "straggler") or \
+                                 (title == "heartbeat" and rank.state == "hung")
+                out.append(cell(title, text, size), style=style if flagged_figure else "")
+            where = f"in {rank.where}" if rank.where and rank.state == "hung" else ""
+            if where and len(cells[-1]) + 1 + len(where) <= width - sum(size for _, size in RANK_COLUMNS) - 2:
+                cells[-1], where = f"{cells[-1]} {where}", ""  # room on the row itself
+            out.append(cells[-1] + "\n", style=style)
+            if where:
+                room = max(8, width - indent)
+                out.append(" " * indent + (where if len(where) <= room else where[:room - 1] + "…") + "\n",
+                           style="red")

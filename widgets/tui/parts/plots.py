@@ -14,13 +14,19 @@ What a reader needs, drawn so it reads at a glance:
 from __future__ import annotations
 
 import bisect
+import functools
 import math
+import re
 from typing import Any
 
+import plotext._utility as plotext_utility
+from rich.ansi import AnsiDecoder
 from rich.markup import escape
+from rich.style import Style
+from rich.text import Span, Text
 from textual_plotext import PlotextPlot
 
-from cockpit.series import downsample, smooth
+from cockpit.series import downsample, smooth_on
 from cockpit.viewstate import RunState
 
 #: Colours by series; plotext color names (``orange`` is the terminal's yellow).
@@ -37,6 +43,92 @@ MARKERS = {"resume": ("red+", "red"), "lr": ("orange+", "yellow")}
 SMOOTHING = (0.0, 0.6, 0.9, 0.99)
 #: A log axis is chosen when the largest visible value is at least this many times the smallest.
 LOG_RATIO = 30.0
+
+
+#: An SGR escape (the only kind plotext writes): its parameters.
+SGR = re.compile(r"\x1b\[([0-9;]*)m")
+
+
+@functools.lru_cache(maxsize=512)
+def _sgr_style(escapes: str) -> Style | None:
+    """The style Rich's own decoder gives text after ``escapes`` (the SGR escapes since the last reset)."""
+    spans = AnsiDecoder().decode_line(escapes + "#").spans
+    return spans[0].style if spans else None  # type: ignore[return-value]
+
+
+def text_from_ansi(ansi: str) -> Text:
+    """``Text.from_ansi`` for plotext's output (SGR escapes only), several times faster.
+
+    Rich's decoder tokenises a picture character by character; plotext's pictures are runs of
+    characters between a few colour escapes, so this splits on the escapes and looks each
+    combination's style up once (from Rich's decoder: the same styles). A plot's picture is built
+    about once a second; decoding it was nearly half of that.
+    """
+    pieces: list[str] = []
+    spans: list[Span] = []
+    position = 0
+    escapes = ""  # the escapes in force since the last reset
+    style: Style | None = None
+    for number, line in enumerate(ansi.split("\n")):
+        if number:
+            pieces.append("\n")
+            position += 1
+        parts = SGR.split(line)
+        for index, part in enumerate(parts):
+            if index % 2:
+                escapes = "" if part in ("", "0") else escapes + f"\x1b[{part}m"
+                style = _sgr_style(escapes) if escapes else None
+            elif part:
+                pieces.append(part)
+                if style is not None:
+                    spans.append(Span(position, position + len(part), style))
+                position += len(part)
+    return Text("".join(pieces), spans=spans)
+
+
+_plotext_hd_group = plotext_utility.hd_group
+
+
+def hd_group(x: list, y: list, xf: list, yf: list) -> tuple[list, list, list]:
+    """plotext's ``hd_group`` (which braille dots each character cell of a line sets), in one pass.
+
+    plotext builds a zero matrix per point before it marks any; a loss plot's line has thousands
+    of points a frame, and that was a third of building its picture. This returns the same (the
+    cells in the order first met, each one's dots as plotext orders them: bottom row first), with a
+    bit per dot, and hands anything but the plain case (markers of mixed sizes, a missing or
+    non-numeric coordinate) to plotext's own.
+    """
+    width, height = max(xf, default=1), max(yf, default=1)
+    if not x or min(xf) != width or min(yf) != height:
+        return _plotext_hd_group(x, y, xf, yf)
+    floor = math.floor
+    cells: dict[tuple, int] = {}
+    get = cells.get
+    top = height - 1
+    try:
+        for column, row in zip(x, y, strict=True):
+            if column != column or row != row:  # nan
+                return _plotext_hd_group(x, y, xf, yf)
+            key = (column // width, row // height)
+            cells[key] = get(key, 0) | 1 << ((top - floor(row % height)) * width + floor(column % width))
+    except TypeError:  # None, or text (dates): plotext's own
+        return _plotext_hd_group(x, y, xf, yf)
+    return [key[0] for key in cells], [key[1] for key in cells], [_dots(mask, width * height) for mask in cells.values()]
+
+
+@functools.lru_cache(maxsize=1024)
+def _dots(mask: int, count: int) -> tuple[int, ...]:
+    """A cell's dots as ``hd_group`` returns them, from its bits."""
+    return tuple((mask >> index) & 1 for index in range(count))
+
+
+# plotext's build calls it through its module: the plots (every plotext figure in this process) use this one.
+plotext_utility.hd_group = hd_group
+
+
+def _same(a: float, b: float) -> bool:
+    """Equal, or both nan."""
+    return a == b or (a != a and b != b)
 
 
 def nice_step(span: float, count: int) -> float:
@@ -133,6 +225,7 @@ class ScalarPlot(PlotextPlot):
         self.drawn_branches = 0
         self._drawn = 0  # draws so far: a render of the same draw at the same size is the one made before
         self._rendered: tuple[tuple, Any] = ((), None)
+        self._smoothing_memo: tuple = ()  # (values, weight, length, last value, EMA state, smoothed)
 
     def next_smoothing(self) -> float:
         """Move to the next smoothing weight (after the last, back to none); returns it."""
@@ -183,7 +276,7 @@ class ScalarPlot(PlotextPlot):
             plt.plot(raw_x, self._y(raw_y), marker="braille", color=RAW_COLOR if smoothed else color)
             drawn += len(raw_x)
             if smoothed:
-                sx, sy = (a.tolist() for a in downsample(steps, smooth(values, self.smoothing), max_points=buckets))
+                sx, sy = (a.tolist() for a in downsample(steps, self._smoothed(values), max_points=buckets))
                 plt.plot(sx, self._y(sy), marker="braille", color=color)
                 drawn += len(sx)
         for marker in state.markers:
@@ -200,8 +293,33 @@ class ScalarPlot(PlotextPlot):
         else, as a dialog over the plot or a new title, does not build it again)."""
         key = (self._drawn, self.size, self.app.theme)
         if self._rendered[0] != key:
-            self._rendered = (key, super().render())
+            # ``PlotextPlot.render`` with a faster decoding of plotext's picture (``text_from_ansi``).
+            plot = self._plot
+            plot.plotsize(self.size.width, self.size.height)
+            plot._set_size(self.size.width, self.size.height)
+            plot.theme(self._get_plotext_theme_name(self.app.theme))
+            self._rendered = (key, text_from_ansi(plot.build()))
         return self._rendered[1]
+
+    def _smoothed(self, values: list[float]) -> list[float]:
+        """``smooth(values, self.smoothing)``, carried on from the last draw while the values only grew.
+
+        The series is the run's list itself (up to 8192 points, folded in halves now and then): a
+        draw a second smoothed all of it, the dearest part of drawing a long run's loss. The moving
+        average's state (its value and how many values it took, for TensorBoard's debiasing) is
+        kept, and only the new values go through it; a fold (fewer values) starts again.
+        """
+        weight = self.smoothing
+        memo = self._smoothing_memo
+        if not (memo and memo[0] is values and memo[1] == weight and 0 < memo[2] <= len(values)
+                and _same(values[memo[2] - 1], memo[3])):
+            smoothed, state = smooth_on(values, weight)
+        else:
+            _, _, known, _, state, smoothed = memo
+            more, state = smooth_on(values[known:], weight, state)
+            smoothed.extend(more)
+        self._smoothing_memo = (values, weight, len(values), values[-1] if values else None, state, smoothed)
+        return smoothed
 
     def _visible(self, series: Any, start: float) -> tuple[list, list, list, list]:
         steps, values, lows, highs = series.steps, series.values, series.mins, series.maxs
@@ -220,7 +338,7 @@ class ScalarPlot(PlotextPlot):
 
     def _on_scale(self, steps: list, values: list, lows: list, highs: list) -> tuple[list, list, list, list]:
         """The points a log axis can show (positive ones); all of them on a linear axis."""
-        if not self.log_now:
+        if not self.log_now or (lows and min(lows) > 0):  # a loss is positive: nothing to leave out
             return steps, values, lows, highs
         keep = [i for i, low in enumerate(lows) if low > 0]
         return tuple([column[i] for i in keep] for column in (steps, values, lows, highs))  # type: ignore[return-value]
