@@ -17,6 +17,7 @@ import pytest
 from cockpit.widgets.notebook import Cockpit
 from cockpit.widgets.notebook.cockpit import RunPausedError
 from cockpit.widgets.notebook.controls import ControlBar
+from cockpit.widgets.notebook.grid import ScalarGrid
 from cockpit.widgets.notebook.overview import overview_html
 from cockpit.widgets.notebook.plots import ScalarPlot
 from cockpit.widgets.notebook.system import system_html
@@ -593,3 +594,28 @@ def test_a_run_that_deleted_a_checkpoint_drops_its_row():
     view.refresh(state)
     assert [row.path for row in view.checkpoints.rows] == before[:-1]
     assert "1 removed by rotation" in view.checkpoints.title.value
+
+
+def test_the_scalar_grid_shows_a_page_at_a_time():
+    state = RunState()
+    keys = [f"train/part_{index:02d}" for index in range(10)]
+    for key in keys:
+        for step, value in ((1, 0.5), (2, 0.4)):
+            state.apply(ScalarUpdated(seq=0, key=key, step=step, value=value))
+    grid = ScalarGrid(page_size=4)
+    grid.selected_index = 0
+    grid.show(state)
+    assert [trace.name for trace in grid.figure.data] == keys[:4]
+    assert "10 of 10 scalars · page 1 of 3" in grid.count.value
+    assert grid.previous.disabled and not grid.next.disabled and grid.next.layout.display is None
+    grid.next.click()
+    grid.next.click()
+    assert [trace.name for trace in grid.figure.data] == keys[8:]
+    assert "page 3 of 3" in grid.count.value and grid.next.disabled
+    grid.next.click()  # past the last page: stays
+    assert [trace.name for trace in grid.figure.data] == keys[8:]
+    grid.filter.value = "part_0"  # a new filter starts at its first page
+    assert [trace.name for trace in grid.figure.data] == keys[:4] and "page 1 of 3" in grid.count.value
+    grid.filter.value = "part_01"
+    assert [trace.name for trace in grid.figure.data] == ["train/part_01"]
+    assert "page" not in grid.count.value and grid.next.layout.display == "none"

@@ -1,9 +1,10 @@
 """``ScalarGrid``: every scalar the run logs as a grid of small plots, filtered by name.
 
 The main plot shows the losses, the learning rate and the validation metrics; this folding
-section shows everything (timings, each loss term, custom scalars), three plots to a row. Typing
-in the filter keeps the scalars whose name contains the text. Closed, it draws nothing; a change
-of the shown keys builds a new figure, a new point only updates the traces.
+section shows everything (timings, each loss term, custom scalars), three plots to a row, a page
+of ``page_size`` at a time (◀ ▶ turn the page). Typing in the filter keeps the scalars whose name
+contains the text and goes back to the first page. Closed, it draws nothing; a change of the
+shown keys builds a new figure, a new point only updates the traces.
 """
 
 from __future__ import annotations
@@ -27,29 +28,46 @@ class ScalarGrid(widgets.Accordion):
 
     Args:
         max_points: the most points sent per small plot.
+        page_size: the most small plots shown at once (a run with a hundred scalars would otherwise
+            make a figure of thousands of pixels, redrawn with every point).
     """
 
-    def __init__(self, max_points: int = 300) -> None:
+    def __init__(self, max_points: int = 300, page_size: int = 12) -> None:
         self.max_points = max_points
+        self.page_size = page_size
+        self.page = 0
+        self.previous = widgets.Button(description="◀", tooltip="previous page", layout=widgets.Layout(width="36px"))
+        self.next = widgets.Button(description="▶", tooltip="next page", layout=widgets.Layout(width="36px"))
+        self.previous.on_click(lambda _: self.turn(-1))
+        self.next.on_click(lambda _: self.turn(1))
         self.filter = widgets.Text(placeholder="filter: a part of a scalar's name (val/, loss, time...)",
                                    layout=widgets.Layout(width="360px"))
         self.count = widgets.HTML("")
         self.figure = go.FigureWidget()
-        self.body = widgets.VBox([widgets.HBox([self.filter, self.count], layout=widgets.Layout(grid_gap="12px",
-                                                                                                  align_items="center")),
+        self.body = widgets.VBox([widgets.HBox([self.filter, self.previous, self.next, self.count],
+                                               layout=widgets.Layout(grid_gap="12px", align_items="center")),
                                   self.figure])
         self._keys: tuple[str, ...] = ()
         self._state: RunState | None = None
         self._lock = threading.Lock()  # the update thread redraws; a typed filter redraws too
         super().__init__([self.body], titles=("All scalars",), selected_index=None,
                          layout=widgets.Layout(width="100%"))
-        self.filter.observe(lambda _: self._redraw(), "value")
+        self.filter.observe(lambda _: self.turn(-self.page), "value")  # a new filter: its first page
         self.observe(lambda _: self._redraw(), "selected_index")
 
     def shown_keys(self, state: RunState) -> tuple[str, ...]:
         """The scalars that match the filter, in name order."""
         text = self.filter.value.strip().lower()
         return tuple(key for key in sorted(state.scalars) if text in key.lower() and len(state.scalars[key]))
+
+    def pages(self, count: int) -> int:
+        return max(1, -(-count // self.page_size))
+
+    def turn(self, step: int) -> None:
+        """Go ``step`` pages on (back when negative), within the pages there are; redraw."""
+        count = len(self.shown_keys(self._state)) if self._state is not None else 0
+        self.page = max(0, min(self.pages(count) - 1, self.page + step))
+        self._redraw()
 
     def show(self, state: RunState) -> None:
         """Redraw from ``state`` when the section is open."""
@@ -61,15 +79,21 @@ class ScalarGrid(widgets.Accordion):
         if state is None or self.selected_index is None:
             return
         with self._lock:
-            keys = self.shown_keys(state)
+            matching = self.shown_keys(state)
+            pages = self.pages(len(matching))
+            self.page = min(self.page, pages - 1)
+            keys = matching[self.page * self.page_size:(self.page + 1) * self.page_size]
             if keys != self._keys:
                 self._build(keys)
             with self.figure.batch_update():
                 for trace, key in zip(self.figure.data, keys, strict=True):
                     series = state.scalars[key]
                     trace.x, trace.y = downsample(series.steps, series.values, max_points=self.max_points)
-            self.count.value = (f"<span style='font-size:12px;color:#777'>{len(keys)} of "
-                                f"{len(state.scalars)} scalars</span>")
+            page = f" · page {self.page + 1} of {pages}" if pages > 1 else ""
+            self.count.value = (f"<span style='font-size:12px;color:#777'>{len(matching)} of "
+                                f"{len(state.scalars)} scalars{page}</span>")
+            self.previous.disabled, self.next.disabled = self.page == 0, self.page >= pages - 1
+            self.previous.layout.display = self.next.layout.display = None if pages > 1 else "none"
 
     def _build(self, keys: tuple[str, ...]) -> None:
         """A new figure with one small plot per key (a figure's subplot grid cannot be changed in place)."""
