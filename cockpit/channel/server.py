@@ -71,8 +71,9 @@ RUN_FILE = "run.json"
 ZAP_DOMAIN = "cockpit"
 #: Requests handled in one pass, and the time one pass may spend on them (seconds).
 REQUESTS_PER_PASS, REQUEST_SLICE = 200, 0.002
-#: Requests get this share of the thread's time, sustained (it holds the GIL the training thread needs) ...
-REQUEST_SHARE = 0.1
+#: Requests get this share of the thread's time, sustained (it holds the GIL the training thread needs: a
+#: flood of snapshots takes about this share of the training thread's time too) ...
+REQUEST_SHARE = 0.05
 #: ... and this many seconds of work at once after a quiet spell (a snapshot of a long run takes ~20 ms).
 REQUEST_BURST = 0.05
 #: Longest pause between two restarts of a failing channel thread (seconds).
