@@ -35,10 +35,12 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+import torch
 
 from cockpit import events as ev
 from cockpit.adapters import ANNOUNCE_VARIABLE
@@ -73,6 +75,17 @@ class HubLogHandler(logging.Handler):
             self.hub.log(record.levelname, record.getMessage(), record.created)
         except Exception:  # noqa: BLE001 - a bad log record must not end the training
             self.handleError(record)
+
+
+def read_floats(tensors: list[torch.Tensor]) -> Iterator[float]:
+    """One-element tensors (the steps' losses kept since the last tick) as floats, read from the
+    device at once: one wait, not one per tensor."""
+    if not tensors:
+        return iter(())
+    try:
+        return iter(torch.stack(tensors).reshape(-1).tolist())
+    except RuntimeError:  # mixed shapes or devices: one by one
+        return iter([t.item() for t in tensors])
 
 
 #: Least seconds between two events that say which stage runs, two that say which iteration, and two batches of

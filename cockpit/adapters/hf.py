@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -44,7 +44,7 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import CallbackHandler
 
-from cockpit.adapters.base import AdaptedRun, HookEntry, resolve_checkpoint
+from cockpit.adapters.base import AdaptedRun, HookEntry, read_floats, resolve_checkpoint
 from cockpit.commands import Command, CommandRejected
 
 #: The callback events in the order a training run reaches them (the hook table's rows).
@@ -278,7 +278,7 @@ class HFRun(AdaptedRun):
         steps, self._steps = self._steps, []
         if not steps:
             return
-        losses = _values([loss for _, _, step_losses, _, _ in steps for loss in step_losses])
+        losses = read_floats([loss for _, _, step_losses, _, _ in steps for loss in step_losses])
         hub = self.message_hub
         for began_at, done, step_losses, lr, seconds in steps:
             step = max(0, done - 1)  # the step it made (as a Cockpit run plots it)
@@ -313,16 +313,6 @@ class HFRun(AdaptedRun):
         if self.main and folder.exists():
             self.checkpoint_saved(folder)
         self.forget_removed_checkpoints()
-
-
-def _values(tensors: list[torch.Tensor]) -> Iterator[float]:
-    """One-element tensors as floats, read from the device at once (one wait, not one per tensor)."""
-    if not tensors:
-        return iter(())
-    try:
-        return iter(torch.stack(tensors).reshape(-1).tolist())
-    except RuntimeError:  # mixed shapes or devices: one by one
-        return iter([t.item() for t in tensors])
 
 
 def _overrides(callback: Any, stage: str) -> bool:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -45,7 +45,7 @@ from lightning.pytorch.core import LightningModule
 from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from cockpit.adapters.base import AdaptedRun, HookEntry, resolve_checkpoint
+from cockpit.adapters.base import AdaptedRun, HookEntry, read_floats, resolve_checkpoint
 from cockpit.commands import Command, CommandRejected
 from cockpit.rundir import unique_timestamp
 
@@ -365,7 +365,7 @@ class LightningRun(AdaptedRun):
         batches, self._batches = self._batches, []
         if not batches:
             return
-        losses = _values([b[1] for b in batches if b[1] is not None])
+        losses = read_floats([b[1] for b in batches if b[1] is not None])
         hub = self.message_hub
         for step, loss, lr, seconds, data, data_step in batches:
             if data is not None:
@@ -392,16 +392,6 @@ class LightningRun(AdaptedRun):
             changed[key] = number
         self.scalars(changed, self.iter)
         return changed
-
-
-def _values(tensors: list[torch.Tensor]) -> Iterator[float]:
-    """One-element tensors as floats, read from the device at once (one wait, not one per tensor)."""
-    if not tensors:
-        return iter(())
-    try:
-        return iter(torch.stack(tensors).reshape(-1).tolist())
-    except RuntimeError:  # mixed shapes or devices: one by one
-        return iter([t.item() for t in tensors])
 
 
 class CockpitCallback(Callback):
