@@ -24,10 +24,14 @@ If a target is missed, a profile of the slow frame says where the time goes.
 
 3. The cost of a view: the CPU of ``cockpit attach`` in tmux watching a ~20 it/s run, and the same
    view with the run paused; ``--view-baseline REV`` runs the view of git revision REV beside it on
-   the same run (before/after over the same windows). Target: 10% of one core.
+   the same run (before/after over the same windows). Target: 10% of one core. ``--view-attach
+   WORK_DIR`` watches a run started earlier instead (its series are long from the first frame).
+4. ``--view-profile SECONDS``: where a view's time goes (cProfile, in this process).
+5. ``--notebook-cost``: the same for a Jupyter kernel showing the notebook widget (same target).
 
 Run: ``.venv/bin/python benchmarks/tui.py [--quick] [--points N] [--no-startup] [--no-profile]
-[--no-frames] [--view-baseline HEAD] [--no-view-cost --view-profile 20]``
+[--no-frames] [--view-baseline HEAD] [--view-attach WORK_DIR] [--no-view-cost --view-profile 20]
+[--notebook-cost]``
 """
 
 from __future__ import annotations
@@ -104,9 +108,18 @@ async def measure_frames(points: int, reps: int, profile: bool, feed: str = "sna
         plot = app.query_one("#loss-plot", ScalarPlot)
         out["held points"] = len(app.state.scalars["train/loss"].steps)
 
+        plots = list(app.query(ScalarPlot))
+
+        def as_after_a_resize() -> None:
+            """Every pane drawn again, and every plot's picture built again (a resize changes its size)."""
+            app._drawn_version = -1
+            for each in plots:
+                each._picture = None
+
         draw, render = [], []
         for _ in range(reps):
             with app.lock:
+                plot._picture = None  # a picture built, not the one kept
                 start = time.perf_counter()
                 plot.draw(app.state)
                 draw.append(time.perf_counter() - start)
@@ -127,7 +140,7 @@ async def measure_frames(points: int, reps: int, profile: bool, feed: str = "sna
         plot.render = counted_render  # to check that each measured refresh painted the plot
         redraw, paint, total = [], [], []
         for _ in range(reps):
-            app._drawn_version = -1  # as after a resize: every pane is drawn again
+            as_after_a_resize()
             before = len(renders)
             start = time.perf_counter()
             app.redraw()
@@ -145,7 +158,7 @@ async def measure_frames(points: int, reps: int, profile: bool, feed: str = "sna
 
         wall, cpu = [], []
         for _ in range(reps):
-            app._drawn_version = -1
+            as_after_a_resize()
             start, start_cpu = time.perf_counter(), time.process_time()
             app.redraw()
             await pilot.pause()
@@ -156,7 +169,7 @@ async def measure_frames(points: int, reps: int, profile: bool, feed: str = "sna
 
         if profile:
             profiler = cProfile.Profile()
-            app._drawn_version = -1
+            as_after_a_resize()
             profiler.enable()
             app.redraw()
             await pilot._wait_for_screen()
@@ -310,12 +323,11 @@ def report_view_cost(args: argparse.Namespace) -> None:
         print("\n3. view cost: skipped (no tmux)")
         return
     folder = Path(tempfile.mkdtemp(prefix="cockpit-bench-view-"))
-    work = folder / "w"
     views = {"this tree": ""}
     if args.view_baseline:
         views = {f"baseline {args.view_baseline}": f"PYTHONPATH={baseline_tree(args.view_baseline, folder / 'base')} ",
                  **views}
-    run = start_run(folder, work)
+    work, run = watched_run(args, folder)
     socket_name = f"cockpit-bench-view-{os.getpid()}"
     client = None
     try:
@@ -368,6 +380,15 @@ def report_view_cost(args: argparse.Namespace) -> None:
         end_run(run, client, folder)
 
 
+def watched_run(args: argparse.Namespace, folder: Path) -> tuple[Path, subprocess.Popen | None]:
+    """The run a view watches: ``--view-attach``'s (started earlier, so its series are long at once:
+    a view attached to it gets the hub's history in its first snapshot), or a new one in ``folder``."""
+    if args.view_attach:
+        return Path(args.view_attach), None
+    work = folder / "w"
+    return work, start_run(folder, work)
+
+
 def start_run(folder: Path, work: Path) -> subprocess.Popen:
     """A ~20 it/s run for a view to watch: SlowHook sleeps 45 ms an iteration; it logs every 10."""
     sys.path.insert(0, str(REPO / "tests"))
@@ -390,15 +411,18 @@ def connect(work: Path) -> Any:
     return RunClient.connect(work)
 
 
-def end_run(run: subprocess.Popen, client: Any, folder: Path) -> None:
-    """Close the view's client, stop the training run and remove its folder."""
+def end_run(run: subprocess.Popen | None, client: Any, folder: Path) -> None:
+    """Close the view's client, stop the training run (one this benchmark started) and remove its folder."""
     if client is not None:
+        if run is None:
+            client.command("continue", wait=True, timeout=30)  # a run it attached to goes on as it found it
         client.close()
-    run.terminate()
-    try:
-        run.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        run.kill()
+    if run is not None:
+        run.terminate()
+        try:
+            run.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            run.kill()
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -407,8 +431,7 @@ def report_view_profile(args: argparse.Namespace) -> None:
     attached to a ~20 it/s run for ``--view-profile`` seconds, under cProfile (the app's thread: its
     frames; the feed thread's decoding is left out), with the process's CPU share over the same time."""
     folder = Path(tempfile.mkdtemp(prefix="cockpit-bench-profile-"))
-    work = folder / "w"
-    run = start_run(folder, work)
+    work, run = watched_run(args, folder)
 
     async def watch(client: Any) -> tuple[float, str]:
         app = CockpitApp(client)
@@ -439,6 +462,84 @@ def report_view_profile(args: argparse.Namespace) -> None:
         end_run(run, client, folder)
 
 
+def start_kernel(folder: Path, name: str, python_path: str) -> tuple[Any, Any]:
+    """A Jupyter kernel of this interpreter (``python_path`` first on its path, if given) and its client."""
+    import json
+
+    from jupyter_client.manager import KernelManager
+
+    spec = folder / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True, exist_ok=True)
+    (spec / "kernel.json").write_text(json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f",
+                                                           "{connection_file}"], "language": "python",
+                                                  "display_name": "cockpit bench"}))
+    os.environ["JUPYTER_PATH"] = str(folder / "jupyter")
+    kernel = KernelManager(kernel_name="python3", transport="ipc", connection_file=str(folder / f"{name}.json"))
+    env = {**os.environ, **({"PYTHONPATH": python_path} if python_path else {})}
+    kernel.start_kernel(env=env)
+    client = kernel.client()
+    client.start_channels()
+    client.wait_for_ready(timeout=60)
+    return kernel, client
+
+
+def report_notebook_cost(args: argparse.Namespace) -> None:
+    """CPU of a Jupyter kernel showing the notebook widget (``Cockpit.attach``, displayed) of a ~20 it/s
+    run, against the same kernel while the run is paused; with ``--view-baseline REV``, a second kernel
+    runs the widget of git revision ``REV`` beside it (same run, same windows). No browser is attached:
+    the kernel still builds and sends every update (what a browser would draw), which is its whole cost.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="cockpit-bench-nb-"))
+    kernels: dict[str, tuple[Any, Any]] = {}
+    paths = {"this tree": ""}
+    if args.view_baseline:
+        paths = {f"baseline {args.view_baseline}": str(baseline_tree(args.view_baseline, folder / "base")), **paths}
+    work, run = watched_run(args, folder)
+    client = None
+    try:
+        client = connect(work)
+        for index, (name, python_path) in enumerate(paths.items()):
+            kernels[name] = start_kernel(folder, f"k{index}", python_path)
+            reply = kernels[name][1].execute_interactive(
+                "from IPython.display import display\nfrom cockpit.widgets.notebook import Cockpit\n"
+                f"cockpit = Cockpit.attach({str(work)!r})\ndisplay(cockpit)\n", timeout=120,
+                output_hook=lambda message: None)  # the widget's display data: no one to show it to
+            if reply["content"]["status"] != "ok":
+                raise RuntimeError(f"the {name} kernel could not show the widget: {reply['content']}")
+        pids = {name: kernel.provisioner.process.pid for name, (kernel, _) in kernels.items()}
+        time.sleep(5 + args.view_warmup)
+        shares: dict[tuple[str, str], list[float]] = {(name, kind): [] for name in kernels for kind in ("running", "paused")}
+        for _ in range(args.view_rounds):
+            for kind in ("running", "paused"):
+                client.command("pause" if kind == "paused" else "continue", wait=True, timeout=30)
+                time.sleep(1.0)
+                wall, cpu = time.monotonic(), {name: cpu_seconds(pid) for name, pid in pids.items()}
+                time.sleep(args.view_window)
+                elapsed = time.monotonic() - wall
+                for name, pid in pids.items():
+                    shares[name, kind].append(100 * (cpu_seconds(pid) - cpu[name]) / elapsed)
+        print(f"\n5. a Jupyter kernel showing the notebook widget of a ~20 it/s run, {args.view_rounds} interleaved "
+              f"windows of {args.view_window:.0f} s each, medians"
+              + (f"; {len(kernels)} kernels side by side" if len(kernels) > 1 else ""))
+        for name in kernels:
+            running = statistics.median(shares[name, "running"])
+            print(f"   {name}: watching {running:5.1f}% of one core (target <= 10%: {'met' if running <= 10 else 'MISSED'})"
+                  "   windows: " + ", ".join(f"{v:.1f}" for v in shares[name, "running"]))
+            print(f"   {'':{len(name)}}  run paused {statistics.median(shares[name, 'paused']):5.1f}%   windows: "
+                  + ", ".join(f"{v:.1f}" for v in shares[name, "paused"]))
+        if len(kernels) > 1:
+            before, after = kernels
+            ratios = [b / a for b, a in zip(shares[after, "running"], shares[before, "running"], strict=True) if a]
+            print("   watching, this tree / baseline per window: " + ", ".join(f"{r:.2f}" for r in ratios)
+                  + f"; median {statistics.median(ratios):.2f}")
+        print(f"   load average {os.getloadavg()[0]:.1f}")
+    finally:
+        for kernel, kernel_client in kernels.values():
+            kernel_client.stop_channels()
+            kernel.shutdown_kernel(now=True)
+        end_run(run, client, folder)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, one start-up run")
@@ -455,8 +556,14 @@ def main() -> None:
                              "about 7 minutes of a 20 it/s run)")
     parser.add_argument("--view-baseline", metavar="REV", default=None,
                         help="also run a view of git revision REV beside this tree's (same run, same windows)")
+    parser.add_argument("--view-attach", metavar="WORK_DIR", default=None,
+                        help="watch the run already training under WORK_DIR (e.g. one started long before, so the "
+                             "views' series are long from the start) instead of starting one")
     parser.add_argument("--view-profile", metavar="SECONDS", type=float, default=0.0,
                         help="profile a view in this process watching a 20 it/s run for SECONDS (cProfile)")
+    parser.add_argument("--notebook-cost", action="store_true",
+                        help="also measure a Jupyter kernel showing the notebook widget of a 20 it/s run "
+                             "(--view-baseline, --view-window, --view-rounds, --view-attach apply)")
     args = parser.parse_args()
     args.reps = 3 if args.quick else 7
     args.startup_runs = 1 if args.quick else 3
@@ -471,6 +578,8 @@ def main() -> None:
         report_view_cost(args)
     if args.view_profile:
         report_view_profile(args)
+    if args.notebook_cost:
+        report_notebook_cost(args)
 
 
 if __name__ == "__main__":

@@ -42,28 +42,62 @@ def downsample(steps: Sequence[float], lows: Sequence[float], highs: Sequence[fl
         keep = np.stack([np.ones(count, dtype=bool), high != low], axis=1).ravel()
         return np.repeat(xs, 2)[keep], np.stack([low, high], axis=1).ravel()[keep]
     buckets = max(1, max_points // 2)
-    bounds = (np.arange(buckets + 1) * count / buckets).astype(np.int64)
-    # Non-finite values never win a bucket; a bucket of nothing else is left out.
+    bounds = (np.arange(buckets + 1) * count / buckets).astype(np.int64)  # count > buckets: none is empty
+    return _extremes(xs, low, high, bounds[:-1])
+
+
+def downsample_by_step(steps: Sequence[float], lows: Sequence[float], highs: Sequence[float] | None = None, *,
+                       origin: float, width: float, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """``downsample`` into buckets fixed on the step axis: ``[origin + k * width, origin + (k + 1) * width)``.
+
+    Each bucket keeps its lowest and highest point, in step order, as ``downsample`` does; but a
+    bucket is a range of steps, not of indexes, so a new point changes the last bucket alone and the
+    points kept before stay where they were (a plot of a growing series moves only at its end).
+    At most ``max_points`` points are plain points: all of them are kept.
+
+    Args:
+        steps: the x values, in order.
+        lows: each point's lowest value.
+        highs: each point's highest value (``lows`` when None).
+        origin: where the first bucket starts.
+        width: each bucket's width in steps.
+        max_points: up to this many points (half as many folded ones), no bucket is made.
+    """
+    xs = np.asarray(steps, dtype=np.float64)
+    low = np.asarray(lows, dtype=np.float64)
+    high = low if highs is None else np.asarray(highs, dtype=np.float64)
+    same = highs is None or np.array_equal(low, high, equal_nan=True)
+    if (same and len(xs) <= max_points) or 2 * len(xs) <= max_points:
+        return downsample(xs, low, None if same else high, max_points)  # every point (a folded one: low, high)
+    bucket = np.floor((xs - origin) / width)
+    return _extremes(xs, low, high, np.flatnonzero(np.concatenate([[True], bucket[1:] != bucket[:-1]])))
+
+
+def _extremes(xs: np.ndarray, low: np.ndarray, high: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each bucket's lowest and highest point, in step order (one point when they are the same value);
+    the buckets start at the indexes ``starts`` (none empty). Non-finite values never win a bucket;
+    a bucket of nothing else is left out."""
+    ends = np.append(starts[1:], len(xs))
     finite_low = np.where(np.isfinite(low), low, np.inf)
     finite_high = np.where(np.isfinite(high), high, -np.inf)
-    out_x: list[Any] = []
-    out_y: list[float] = []
-    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
-        if end <= start:
-            continue
-        lowest = start + int(np.argmin(finite_low[start:end]))
-        highest = start + int(np.argmax(finite_high[start:end]))
-        if not math.isfinite(finite_low[lowest]):
-            continue
-        points = [(lowest, low[lowest]), (highest, high[highest])]
-        if lowest > highest:
-            points.reverse()
-        elif lowest == highest and low[lowest] == high[highest]:
-            points.pop()
-        for index, value in points:
-            out_x.append(xs[index])
-            out_y.append(value)
-    return np.asarray(out_x), np.asarray(out_y)
+    segment = np.repeat(np.arange(len(starts)), ends - starts)
+    lowest = _first_where(finite_low == np.repeat(np.minimum.reduceat(finite_low, starts), ends - starts), segment)
+    highest = _first_where(finite_high == np.repeat(np.maximum.reduceat(finite_high, starts), ends - starts), segment)
+    keep = np.isfinite(finite_low[lowest])
+    lowest, highest = lowest[keep], highest[keep]
+    in_order = lowest <= highest
+    out_x = np.stack([xs[np.minimum(lowest, highest)], xs[np.maximum(lowest, highest)]], axis=1)
+    out_y = np.stack([np.where(in_order, low[lowest], high[highest]), np.where(in_order, high[highest], low[lowest])],
+                     axis=1)
+    both = np.stack([np.ones(len(lowest), dtype=bool), (lowest != highest) | (low[lowest] != high[highest])], axis=1)
+    return out_x[both], out_y[both]
+
+
+def _first_where(hits: np.ndarray, segment: np.ndarray) -> np.ndarray:
+    """The index of the first True of ``hits`` in each segment (every segment has one)."""
+    index = np.flatnonzero(hits)
+    owner = segment[index]
+    return index[np.concatenate([[True], owner[1:] != owner[:-1]])]
 
 
 def smooth(values: Sequence[float], weight: float = 0.9) -> list[float]:
@@ -85,6 +119,39 @@ def smooth_on(values: Sequence[float], weight: float = 0.9,
         last = last * weight + (1 - weight) * value
         out.append(last / (1 - weight**count))
     return out, (last, count)
+
+
+class RunningSmooth:
+    """``smooth(values, weight)`` of a series that grows, carried on from the call before.
+
+    A view smooths the run's list itself (up to 8192 points, folded in halves now and then) at
+    every draw: smoothing all of it each time was the dearest part of drawing a long run's loss.
+    The moving average's state (its value and how many values it took, for the debiasing) is kept,
+    and only the new values go through it; anything else (a fold, another list, another weight)
+    starts again.
+    """
+
+    __slots__ = ("_memo",)
+
+    def __init__(self) -> None:
+        self._memo: tuple = ()  # (values, weight, length, last value, EMA state, smoothed)
+
+    def __call__(self, values: list[float], weight: float) -> list[float]:
+        memo = self._memo
+        if not (memo and memo[0] is values and memo[1] == weight and 0 < memo[2] <= len(values)
+                and _same(values[memo[2] - 1], memo[3])):
+            smoothed, state = smooth_on(values, weight)
+        else:
+            _, _, known, _, state, smoothed = memo
+            more, state = smooth_on(values[known:], weight, state)
+            smoothed.extend(more)
+        self._memo = (values, weight, len(values), values[-1] if values else None, state, smoothed)
+        return smoothed
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    """Equal, or both nan."""
+    return a == b or (a != a and b != b)
 
 
 # --- one scalar ---------------------------------------------------------------------------------

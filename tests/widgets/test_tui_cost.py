@@ -102,3 +102,85 @@ def test_the_smoothed_loss_is_carried_on_and_equals_smoothing_it_all():
         assert smoothed == pytest.approx(smooth(series.values, 0.9), nan_ok=True), step
     plot.smoothing = 0.6  # another weight: computed again
     assert plot._smoothed(series.values) == pytest.approx(smooth(series.values, 0.6), nan_ok=True)
+
+
+async def test_a_long_plot_builds_a_new_picture_only_when_a_dot_moves_and_shows_the_same():
+    """A long series at a fixed width: most batches of new points move no dot of the learning rate
+    (a slow schedule) and many none of the loss, so no picture is built for them; the picture shown
+    is always the one a build from scratch would make."""
+    from cockpit.series import Series
+
+    from .tui_fixtures import loss_at
+
+    app = CockpitApp(StaticSource(build_snapshot(iters=8000)), frame_rate=1e-3, live=False, clock=lambda: FIXED_TIME)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await shown(pilot)
+        state = app.state
+        loss, lr = state.scalars["train/loss"], state.scalars["train/lr"]
+        assert isinstance(loss, Series) and len(loss) == 8000
+        built = {}
+        for plot_id in ("#loss-plot", "#lr-plot"):
+            plot = app.query_one(plot_id, ScalarPlot)
+            plot.draw(state)
+            before, draws = plot.pictures, 30
+            for _ in range(draws):
+                for _ in range(20):  # a second of a 20 it/s run
+                    step = loss.steps[-1] + 1
+                    loss.append(step, loss_at(step))
+                    lr.append(step, lr.values[-1] * 0.99999)
+                pictures = plot.pictures
+                plot.draw(state)
+                shown_now = plot.render()
+                built[plot_id] = built.get(plot_id, 0) + (plot.pictures - pictures)
+                plot._picture = None  # a build from scratch of the same state
+                plot.draw(state)
+                assert plot.render() == shown_now, f"{plot_id} shows a stale picture"
+            assert plot.pictures > before
+        assert built["#lr-plot"] <= 10, built
+        assert built["#loss-plot"] < 30, built
+
+
+async def test_a_new_title_alone_repaints_the_frame_without_turning_the_picture_into_lines_again(monkeypatch):
+    from textual import widget as textual_widget
+
+    app = CockpitApp(StaticSource(build_snapshot()), frame_rate=1e-3, live=False, clock=lambda: FIXED_TIME)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await shown(pilot)
+        plot = app.query_one("#loss-plot", ScalarPlot)
+        plot.draw(app.state)
+        await pilot.pause()
+        made = []
+        to_strips = textual_widget.Visual.to_strips
+        monkeypatch.setattr(textual_widget.Visual, "to_strips",
+                            staticmethod(lambda widget, *args, **kwargs: (made.append(widget), to_strips(widget, *args,
+                                                                                                          **kwargs))[1]))
+        pictures = plot.pictures
+        plot.border_title = "a new title"
+        await pilot.pause()
+        assert plot.pictures == pictures and plot not in made
+        assert "a new title" in app.screen._compositor.render_strips()[2].text
+        plot._picture = None
+        plot.draw(app.state)  # a new picture: its lines are made
+        await pilot.pause()
+        assert plot in made
+
+
+async def test_a_new_timing_draws_the_hook_tables_changed_row_alone():
+    from cockpit.widgets.tui.parts.hooks import HookTable
+
+    app = CockpitApp(StaticSource(build_snapshot()), frame_rate=1e-3, live=False, clock=lambda: FIXED_TIME)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await shown(pilot)
+        table = app.main.query_one("#hooks", HookTable)
+        await until(pilot, lambda: table.lines_drawn >= table.row_count + 1, "the table's first paint")
+        await pilot.pause()
+        drawn = table.lines_drawn
+        with app.lock:
+            timing = app.state.hook_timings[("before_run", "LoggerHook")]
+            timing[1] += 2 * timing[0] * 1e-3  # its mean goes up by 2 ms a call
+            table.show(app.state)
+        await until(pilot, lambda: table.lines_drawn > drawn, "the changed row drawn")
+        await pilot.pause()
+        assert table.lines_drawn == drawn + 1, "rows that did not change were drawn again"
+        row = next(line.text for line in app.screen._compositor.render_strips() if "LoggerHook" in line.text)
+        assert " 2.8 " in row and "0.830" not in row  # 0.830 ms a call before

@@ -21,7 +21,7 @@ from cockpit.events import (
     StatusChanged,
     encode_event,
 )
-from cockpit.series import Series, downsample
+from cockpit.series import Series, downsample, downsample_by_step
 from cockpit.viewstate import PARTS, CommandInfo, RunState
 
 from .tui_fixtures import COMMANDS
@@ -190,6 +190,25 @@ def test_downsampling_keeps_spikes():
     assert downsample([1, 2], [0.5, 0.25], max_points=10)[1].tolist() == [0.5, 0.25]
     xs, ys = downsample(list(range(100)), [math.nan] * 50 + [2.0] * 50, max_points=10)
     assert len(xs) and all(y == 2.0 for y in ys)
+
+
+def test_downsampling_by_step_keeps_the_points_before_the_last_bucket_as_the_series_grows():
+    values = [math.sin(step * 0.37) + (40.0 if step == 777 else 0.0) for step in range(5000)]
+    xs, ys = (a.tolist() for a in downsample_by_step(range(5000), values, origin=0, width=50, max_points=200))
+    assert len(xs) <= 200 and xs == sorted(xs) and max(ys) == 40.0 + math.sin(777 * 0.37)
+    # Each bucket's low and high, as plain downsampling into the same buckets gives them.
+    assert (xs, ys) == tuple(a.tolist() for a in downsample(range(5000), values, max_points=200))
+    for more in (1, 7, 49):  # new points: only the last bucket's points may change
+        grown = values + [5.0] * more
+        gx, gy = (a.tolist() for a in downsample_by_step(range(5000 + more), grown, origin=0, width=50,
+                                                         max_points=200))
+        kept = sum(1 for x in xs if x < 4950)
+        assert (gx[:kept], gy[:kept]) == (xs[:kept], ys[:kept])
+        assert max(gy) == max(ys) and 5.0 in gy[-2:]
+    # Few points pass as they are; folded ones as their low, then their high.
+    assert downsample_by_step([1, 2], [0.5, 0.25], origin=0, width=10, max_points=10)[1].tolist() == [0.5, 0.25]
+    xs, ys = downsample_by_step([10, 20], [0.5, 0.7], [3.0, 0.9], origin=0, width=10, max_points=10)
+    assert xs.tolist() == [10, 10, 20, 20] and ys.tolist() == [0.5, 3.0, 0.7, 0.9]
 
 
 def test_a_series_stays_bounded_keeps_its_spike_and_follows_a_jump_back():

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
+import numpy as np
 
 from cockpit.views import better_than  # the one rule for "best" (lower for losses and errors)
 from cockpit.viewstate import RunState
@@ -65,21 +66,19 @@ def scalar_summary(state: RunState) -> list[tuple[str, float, float]]:
     """
     rows = []
     for key in sorted(state.scalars):
-        values = [v for v in state.scalars[key].values if math.isfinite(v)]
-        if not values:
-            continue
+        series = state.scalars[key]
         name = key.rsplit("/", 1)[-1]
         if name.endswith("lr"):
-            best = math.nan
-        elif name.endswith("time"):
-            best = min(values)
-        else:
-            better = better_than(key)
-            best = values[0]
-            for value in values[1:]:
-                if better(value, best):
-                    best = value
-        rows.append((key, state.scalars[key].last, best))
+            if any(math.isfinite(v) for v in series.values):
+                rows.append((key, series.last, math.nan))
+            continue
+        # Once per redraw, for every scalar: in numpy (a long run keeps 8192 points a scalar).
+        values = np.asarray(series.values, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if not values.size:
+            continue
+        lower = name.endswith("time") or better_than(key)(0.0, 1.0)
+        rows.append((key, series.last, float(values.min() if lower else values.max())))
     return rows
 
 

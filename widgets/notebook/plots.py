@@ -19,7 +19,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from cockpit.series import downsample, smooth
+from cockpit.series import RunningSmooth, downsample
 from cockpit.viewstate import RunState
 
 LOSS_COLORS = ("#1f77b4", "#9467bd", "#8c564b", "#17becf")
@@ -62,6 +62,7 @@ class ScalarPlot:
         self._indexes: dict[str, int] = {}
         self._two_panels = False
         self._markers_shown: list[dict[str, Any]] = []
+        self._smoothers: dict[str, RunningSmooth] = {}
 
     def trace(self, name: str) -> Any:
         """The trace called ``name`` (``train/loss``, ``train/loss (smoothed)``, ``train/lr``...), or None."""
@@ -103,7 +104,8 @@ class ScalarPlot:
             smoothed = {"mode": "lines", "line": {"color": color, "width": 2},
                         "legendrank": 101 + 2 * number,
                         "hovertemplate": "iter %{x}<br>%{y:.4g}<extra>smoothed</extra>"}
-            out[f"{key} (smoothed)"] = (smoothed, *downsample(series.steps, smooth(series.values),
+            smoother = self._smoothers.setdefault(key, RunningSmooth())  # only the new points, each redraw
+            out[f"{key} (smoothed)"] = (smoothed, *downsample(series.steps, smoother(series.values, 0.9),
                                                              max_points=self.max_points))
         for key in lr_keys(keys):
             series = state.scalars[key]

@@ -52,10 +52,16 @@ def data_wait_history(state: RunState, count: int = 60) -> list[float]:
     data, total = state.scalars.get("train/data_time"), state.scalars.get("train/time")
     if data is None or total is None:
         return []
-    spent = dict(zip(total.steps, total.values, strict=True))
-    shares = [100 * wait / spent[step] for step, wait in zip(data.steps, data.values, strict=True)
-              if spent.get(step)]
-    return shares[-count:]
+    # The newest points first (a redraw a quarter second, 8192 points a scalar): the whole series only
+    # when their tails do not hold ``count`` iterations with both figures.
+    for tail in (4 * count, None):
+        start = -tail if tail else None
+        spent = dict(zip(total.steps[start:], total.values[start:], strict=True))
+        shares = [100 * wait / spent[step] for step, wait in zip(data.steps[start:], data.values[start:], strict=True)
+                  if spent.get(step)]
+        if len(shares) >= count or tail is None or tail >= max(len(data.steps), len(total.steps)):
+            return shares[-count:]
+    return []
 
 
 def _row(label: str, figure: str, history: Sequence[float] = (), ceiling: float | None = None) -> str:

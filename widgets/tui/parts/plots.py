@@ -9,6 +9,11 @@ What a reader needs, drawn so it reads at a glance:
 - the raw line bright, its smoothed line (weight ``SMOOTHING``, cycled by ``m``) brighter still;
 - the abandoned segments of a run resumed in place (its ``branches`` info) as dimmed lines;
 - markers (a resume, a learning-rate change) as vertical lines in the colours ``MARKERS`` names.
+
+What it costs a view watching a live run: the points go into fixed buckets of steps, the x axis
+ends on a round step a little past the last point, and plotext's picture (the dearest part of a
+frame) is built again only when a dot, a tick or a colour would change (``picture_key``); a new
+title alone repaints the frame around the picture kept.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import math
 import re
 from typing import Any
 
+import numpy as np
 import plotext._utility as plotext_utility
 from rich.ansi import AnsiDecoder
 from rich.markup import escape
@@ -26,7 +32,7 @@ from rich.style import Style
 from rich.text import Span, Text
 from textual_plotext import PlotextPlot
 
-from cockpit.series import downsample, smooth_on
+from cockpit.series import RunningSmooth, downsample_by_step
 from cockpit.viewstate import RunState
 
 #: Colours by series; plotext color names (``orange`` is the terminal's yellow).
@@ -126,9 +132,15 @@ def _dots(mask: int, count: int) -> tuple[int, ...]:
 plotext_utility.hd_group = hd_group
 
 
-def _same(a: float, b: float) -> bool:
-    """Equal, or both nan."""
-    return a == b or (a != a and b != b)
+def axis_end(first: float, last: float) -> float:
+    """Where the x axis ends: the last step, rounded up to a round step of about a fortieth of the
+    span. A growing run then rescales its plot every few percent of its length rather than with every
+    point (a rescale moves every dot), and the line ends at most that much short of the right edge."""
+    span = last - first
+    if span <= 0:
+        return last
+    quantum = nice_step(span, 40)
+    return first + math.ceil(span / quantum - 1e-9) * quantum
 
 
 def nice_step(span: float, count: int) -> float:
@@ -197,6 +209,69 @@ def value_text(value: float) -> str:
     return f"{value:.4g}" if math.isfinite(value) else "-"
 
 
+#: Tick positions and their labels.
+Ticks = tuple[list[float], list[str]]
+#: Dots per character cell, across and down, of the markers drawn here (plotext's ``marker_factor``).
+DOTS = {"braille": (2, 4)}
+
+
+def _lim(values: np.ndarray) -> tuple[float, float]:
+    """plotext's ``get_lim``: the data's limits, widened when they are one value."""
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if low != high:
+        return low, high
+    return (0.5 * low, 1.5 * low) if low else (-1.0, 1.0)
+
+
+def _cells(values: np.ndarray, lim: tuple[float, float], bins: int) -> np.ndarray:
+    """plotext's ``get_matrix_data``: each value's cell (or dot) on a canvas of ``bins``."""
+    low, high = lim
+    return np.floor(np.round(0.5 + (bins - 1) * (values - low) / (high - low), 8)).astype(np.int64)
+
+
+def picture_key(size: tuple, signals: list[tuple[str, str, list, list]], vlines: list[tuple[float, str]],
+                xlim: tuple[float, float], xticks: Ticks | None, yticks: Ticks | None) -> tuple | None:
+    """What plotext's picture of these signals is made of: the canvas, each signal's dots (its points'
+    cells as plotext computes them, a point on the cell of the one before left out: it draws nothing
+    more), each marker line's column, the ticks' places and labels. Two draws with equal keys give
+    the same picture. None when that cannot be told (a missing value, an axis plotext lays out
+    itself): the picture is built.
+
+    Args:
+        size: the widget's width, height, and anything else the picture depends on.
+        signals: ``(marker, colour, x, y)`` as plotext gets them, in order.
+        vlines: ``(x, colour)`` of each vertical line.
+        xlim: the x axis' limits given to plotext.
+        xticks, yticks: the ticks given to plotext.
+    """
+    if not signals:
+        return (size,)
+    if xticks is None or yticks is None:
+        return None
+    width, height = size[0], size[1]
+    # The canvas: the widget less the y labels' column and the x labels' row (no frame, no axes).
+    columns, rows = width - max(map(len, yticks[1]), default=0), height - 1
+    xs = [np.asarray(x, dtype=np.float64) for _, _, x, _ in signals]
+    ys = [np.asarray(y, dtype=np.float64) for _, _, _, y in signals]
+    lines = np.asarray([step for step, _ in vlines], dtype=np.float64)
+    every_x, every_y = np.concatenate([*xs, lines]), np.concatenate(ys)
+    if columns <= 0 or rows <= 0 or not (np.isfinite(every_x).all() and np.isfinite(every_y).all()):
+        return None
+    ylim = _lim(every_y)
+    xlim = _lim(np.asarray(xlim, dtype=np.float64))
+    key: list[Any] = [size, columns, rows,
+                      tuple(_cells(np.asarray(xticks[0], dtype=np.float64), xlim, columns)), tuple(xticks[1]),
+                      tuple(_cells(np.asarray(yticks[0], dtype=np.float64), ylim, rows)), tuple(yticks[1]),
+                      tuple(zip(_cells(lines, xlim, columns).tolist(), (c for _, c in vlines), strict=True))]
+    for (marker, color, _, _), x, y in zip(signals, xs, ys, strict=True):
+        across, down = DOTS.get(marker, (1, 1))
+        cells = np.stack([_cells(x, xlim, columns * across), _cells(y, ylim, rows * down)])
+        if cells.shape[1] > 1:
+            cells = cells[:, np.concatenate([[True], (np.diff(cells, axis=1) != 0).any(axis=0)])]
+        key.append((marker, color, cells.tobytes()))
+    return tuple(key)
+
+
 class ScalarPlot(PlotextPlot):
     """A line chart of some of the run's scalars against the training iteration.
 
@@ -225,7 +300,10 @@ class ScalarPlot(PlotextPlot):
         self.drawn_branches = 0
         self._drawn = 0  # draws so far: a render of the same draw at the same size is the one made before
         self._rendered: tuple[tuple, Any] = ((), None)
-        self._smoothing_memo: tuple = ()  # (values, weight, length, last value, EMA state, smoothed)
+        self._smoother = RunningSmooth()
+        self._picture: tuple | None = None  # ``picture_key`` of the picture shown
+        self._shown_title: str | None = None
+        self._strips: tuple[tuple, Any] = ((), None)  # the picture's lines, as Textual paints them
 
     def next_smoothing(self) -> float:
         """Move to the next smoothing weight (after the last, back to none); returns it."""
@@ -239,12 +317,12 @@ class ScalarPlot(PlotextPlot):
         return self.log_scale
 
     def draw(self, state: RunState) -> None:
-        """Rebuild the chart from ``state`` (called a few times a second, never per event)."""
-        plt = self.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.theme("clear" if self.app.no_color else "pro")
-        plt.frame(False)
+        """Bring the chart up to date with ``state`` (at most a few times a second, never per event).
+
+        The title is set every time; plotext's picture is built again only when it would differ
+        from the one shown (``picture_key``): once a series is long, a new point often moves no
+        dot of a fixed-width plot, and building the picture is the dearest part of a frame.
+        """
         width = max(10, self.size.width - 8)
         buckets = 2 * max(8, width)  # two points per column: the bucket's min and max
         last_step = max((s.steps[-1] for k in self.keys if (s := state.scalars.get(k)) and s.steps), default=0)
@@ -255,12 +333,29 @@ class ScalarPlot(PlotextPlot):
         low = min((min(c[2]) for c in (*columns.values(), *branches) if c[0]), default=math.nan)
         high = max((max(c[3]) for c in (*columns.values(), *branches) if c[0]), default=math.nan)
         self.log_now = self.log_scale if self.log_scale is not None else bool(low > 0 and high >= LOG_RATIO * low)
+        vlines = [(marker["step"], MARKERS.get(marker.get("kind"), MARKERS["lr"])[0]) for marker in state.markers
+                  if marker.get("step", 0) >= start and present]
+        # The x axis: from the first step drawn to the last, rounded up (``axis_end``), cut into fixed
+        # buckets of steps (two points each, its low and its high): a new point changes the last bucket
+        # alone, and the axis rescales in steps, so most new points move no dot once a series is long.
+        ends = [step for c in (*columns.values(), *branches) if c[0] for step in (c[0][0], c[0][-1])]
+        ends += [step for step, _ in vlines]
+        first, last = (min(ends), max(ends)) if ends else (0, 0)
+        xlim = (first, axis_end(first, last))
+        bucket_width = (xlim[1] - xlim[0]) / (buckets // 2) or 1.0
+
+        def thin(steps: list, lows: list, highs: list | None = None) -> tuple[list, list]:
+            x, y = downsample_by_step(steps, lows, highs, origin=first, width=bucket_width, max_points=buckets)
+            return x.tolist(), y.tolist()
+
+        # What plotext is given, in drawing order: (marker, colour, x, y in the plot's own space).
+        signals: list[tuple[str, str, list, list]] = []
         drawn = 0
         for steps, values, lows, highs in branches:
             steps, values, lows, highs = self._on_scale(steps, values, lows, highs)
             if steps:
-                x, y = (a.tolist() for a in downsample(steps, lows, highs, buckets))
-                plt.plot(x, self._y(y), marker="braille", color=BRANCH_COLOR)
+                x, y = thin(steps, lows, highs)
+                signals.append(("braille", BRANCH_COLOR, x, self._y(y)))
         self.drawn_branches = len(branches)
         for index, key in enumerate(present):
             steps, values, lows, highs = self._on_scale(*columns[key])
@@ -268,25 +363,60 @@ class ScalarPlot(PlotextPlot):
                 continue
             color = COLORS[index % len(COLORS)]
             if len(steps) <= 3 or key.startswith("val/"):
-                plt.scatter(steps, self._y(values), marker="●", color=color)  # sparse (validation): single points show
+                signals.append(("●", color, list(steps), self._y(values)))  # sparse (validation): single points show
                 drawn += len(steps)
                 continue
-            raw_x, raw_y = (a.tolist() for a in downsample(steps, lows, highs, buckets))
+            raw_x, raw_y = thin(steps, lows, highs)
             smoothed = self.smoothing > 0 and index == 0
-            plt.plot(raw_x, self._y(raw_y), marker="braille", color=RAW_COLOR if smoothed else color)
+            signals.append(("braille", RAW_COLOR if smoothed else color, raw_x, self._y(raw_y)))
             drawn += len(raw_x)
             if smoothed:
-                sx, sy = (a.tolist() for a in downsample(steps, self._smoothed(values), max_points=buckets))
-                plt.plot(sx, self._y(sy), marker="braille", color=color)
+                sx, sy = thin(steps, self._smoothed(values))
+                signals.append(("braille", color, sx, self._y(sy)))
                 drawn += len(sx)
-        for marker in state.markers:
-            if marker.get("step", 0) >= start and present:
-                plt.vline(marker["step"], MARKERS.get(marker.get("kind"), MARKERS["lr"])[0])
-        self._axes(columns, low, high)
-        self.border_title = self._title(state, present)
+        xticks, yticks = self._axes(xlim if ends else None, low, high)
+        title = self._title(state, present)
+        if title != self._shown_title:  # a new title repaints the widget (its frame), not the picture
+            self._shown_title = self.border_title = title
         self.drawn_points = drawn
+        picture = picture_key((self.size.width, self.size.height, self.app.no_color), signals, vlines, xlim, xticks,
+                              yticks)
+        if picture is not None and picture == self._picture:
+            return  # the same dots, ticks and colours: the picture shown stays
+        self._picture = picture
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.theme("clear" if self.app.no_color else "pro")
+        plt.frame(False)
+        for marker, color, x, y in signals:
+            (plt.plot if marker == "braille" else plt.scatter)(x, y, marker=marker, color=color)
+        for step, color in vlines:
+            plt.vline(step, color)
+        if xlim[1] > xlim[0]:  # else plotext widens a lone step's axis itself (as ``picture_key`` does)
+            plt.xlim(*xlim)
+        if yticks:
+            plt.yticks(*yticks)
+        if xticks:
+            plt.xticks(*xticks)
         self._drawn += 1
         self.refresh()
+
+    @property
+    def pictures(self) -> int:
+        """How many different pictures ``draw`` asked plotext for (a draw that changes no dot asks none)."""
+        return self._drawn
+
+    def _render_content(self) -> None:
+        """Textual's ``Widget._render_content``, skipped when the picture's lines are those made
+        before: a repaint for the frame's title alone (its value changes every draw), or for a
+        neighbour's region, keeps the lines instead of turning the picture into them again."""
+        key = (self._drawn, self.size, self.app.theme, self.visual_style)
+        if self._strips[0] == key and self._render_cache.size == self.size:
+            self._dirty_regions.clear()
+            return
+        super()._render_content()
+        self._strips = (key, self._render_cache)
 
     def render(self) -> Any:
         """plotext's picture of the last draw; built once per draw and size (a repaint for anything
@@ -302,24 +432,8 @@ class ScalarPlot(PlotextPlot):
         return self._rendered[1]
 
     def _smoothed(self, values: list[float]) -> list[float]:
-        """``smooth(values, self.smoothing)``, carried on from the last draw while the values only grew.
-
-        The series is the run's list itself (up to 8192 points, folded in halves now and then): a
-        draw a second smoothed all of it, the dearest part of drawing a long run's loss. The moving
-        average's state (its value and how many values it took, for TensorBoard's debiasing) is
-        kept, and only the new values go through it; a fold (fewer values) starts again.
-        """
-        weight = self.smoothing
-        memo = self._smoothing_memo
-        if not (memo and memo[0] is values and memo[1] == weight and 0 < memo[2] <= len(values)
-                and _same(values[memo[2] - 1], memo[3])):
-            smoothed, state = smooth_on(values, weight)
-        else:
-            _, _, known, _, state, smoothed = memo
-            more, state = smooth_on(values[known:], weight, state)
-            smoothed.extend(more)
-        self._smoothing_memo = (values, weight, len(values), values[-1] if values else None, state, smoothed)
-        return smoothed
+        """``smooth(values, self.smoothing)``, carried on from the last draw while the values only grew."""
+        return self._smoother(values, self.smoothing)
 
     def _visible(self, series: Any, start: float) -> tuple[list, list, list, list]:
         steps, values, lows, highs = series.steps, series.values, series.mins, series.maxs
@@ -359,20 +473,19 @@ class ScalarPlot(PlotextPlot):
                     found.append((steps, values, values, values))
         return found
 
-    def _axes(self, columns: dict[str, tuple], low: float, high: float) -> None:
-        """Ticks on round values: decades (or 1-2-5) on a log axis, round numbers on a linear one,
-        whole iterations on x."""
-        plt = self.plt
+    def _axes(self, xlim: tuple[float, float] | None, low: float, high: float) -> tuple[Ticks | None, Ticks | None]:
+        """The x and y ticks (positions in the plot's space, labels), on round values: decades (or
+        1-2-5) on a log axis, round numbers on a linear one, whole iterations on x; None: plotext's own."""
+        xticks = yticks = None
         if math.isfinite(low) and math.isfinite(high):
             rows = max(2, self.size.height // 3)
             ticks = log_ticks(low, high) if self.log_now else linear_ticks(low, high, rows)
             if ticks:
-                plt.yticks(self._y(ticks), [tick_label(t) for t in ticks])
-        first = min((c[0][0] for c in columns.values() if c[0]), default=None)
-        last = max((c[0][-1] for c in columns.values() if c[0]), default=None)
-        if first is not None and last is not None:
-            ticks = linear_ticks(first, last, max(2, self.size.width // 14), whole=True)
-            plt.xticks(ticks, [tick_label(t) for t in ticks])
+                yticks = (self._y(ticks), [tick_label(t) for t in ticks])
+        if xlim is not None:
+            ticks = linear_ticks(*xlim, max(2, self.size.width // 14), whole=True)
+            xticks = (ticks, [tick_label(t) for t in ticks])
+        return xticks, yticks
 
     def _title(self, state: RunState, present: list[str]) -> str:
         """The frame's title: per series its colour, name, last and best value, then the scale."""
