@@ -409,9 +409,9 @@ class RunState:
         return sum(tail) / len(tail) if tail else math.nan
 
     def hook_rows(self) -> list[dict[str, Any]]:
-        """One row per (stage, hook) in execution order, with calls, mean time per call and share of training time."""
-        train_time = self.scalars.get("train/time")
-        total_train = sum(train_time.values) if train_time else 0.0
+        """One row per (stage, hook) in execution order, with calls, mean time per call and, for the
+        stages that run once an iteration, their share of an iteration's time."""
+        iteration = _mean_per_step(self.scalars.get("train/time"))
         rows = []
         for stage, entries in self.hooks:
             for priority_name, priority, hook in entries:
@@ -423,7 +423,8 @@ class RunState:
                     "priority_value": priority,
                     "calls": int(count),
                     "mean_ms": 1000 * total / count if count else math.nan,
-                    "share": 100 * total / total_train if total_train and "train_iter" in stage else math.nan,
+                    "share": 100 * total / count / iteration if count and iteration and "train_iter" in stage
+                    else math.nan,
                     "running": stage == self.stage,
                 })
         return rows
@@ -672,3 +673,23 @@ def _tuples(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(_tuples(v) for v in value)
     return value
+
+
+def _mean_per_step(series: Series | None) -> float:
+    """The mean of a per-iteration scalar over the iterations its points cover.
+
+    A point folded from several iterations (the hub's buckets, the view's own folds) is weighted by
+    the steps since the point before it: a plain mean of the points, or their sum, would count each
+    folded point as one iteration.
+    """
+    if series is None or not series.steps:
+        return 0.0
+    total = weight = 0.0
+    previous = series.steps[0] - 1
+    for step, value in zip(series.steps, series.values, strict=True):
+        span = step - previous
+        previous = step
+        if span > 0 and math.isfinite(value):
+            total += value * span
+            weight += span
+    return total / weight if weight else 0.0

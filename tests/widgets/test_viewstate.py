@@ -221,3 +221,26 @@ def test_a_series_stays_bounded_keeps_its_spike_and_follows_a_jump_back():
     assert series.steps[-1] == 50_000 and series.last == 2.0 and all(s < 50_000 for s in series.steps[:-1])
     loaded_whole = Series.from_snapshot({"steps": list(range(5000)), "values": [1.0] * 5000}, limit=1000)
     assert len(loaded_whole) <= 1000
+
+
+def test_a_hooks_share_is_of_an_iterations_time_even_once_the_time_series_is_folded():
+    """Bug: the share divided a hook's total by the sum of the train/time points; once the series was
+    folded (each point the mean of many iterations) that sum undercounted, and the shares crept up
+    past 100% on long runs. A hook's share is its mean time per call over the mean iteration time,
+    the mean weighted by the iterations each point covers."""
+    snapshot = dict(SNAPSHOT,
+                    hooks=[["after_train_iter", [["NORMAL", 50, "IterTimerHook"]]],
+                           ["after_run", [["LOW", 70, "LoggerHook"]]]],
+                    hook_timings={"after_train_iter/IterTimerHook": [10_000, 10_000 * 0.002],
+                                  "after_run/LoggerHook": [1, 0.5]},
+                    # 9,900 iterations folded into 99 points of 100 (0.02 s each), then 100 of 0.02 s.
+                    scalars={"train/time": {"steps": [*range(99, 9_900, 100), *range(9_900, 10_000)],
+                                            "values": [0.02] * 199}})
+    state = RunState()
+    state.load_snapshot(snapshot)
+    rows = {row["hook"]: row for row in state.hook_rows()}
+    assert rows["IterTimerHook"]["share"] == pytest.approx(10.0)  # 2 ms of a 20 ms iteration
+    assert rows["IterTimerHook"]["mean_ms"] == pytest.approx(2.0)
+    assert math.isnan(rows["LoggerHook"]["share"])  # not a per-iteration stage
+    state.load_snapshot(dict(snapshot, scalars={}))
+    assert math.isnan(state.hook_rows()[0]["share"])  # no iteration time yet: no share
