@@ -12,25 +12,33 @@ machine load), and the medians of the per-step times are compared:
 - Hugging Face: a 2-layer Bert built from a config (hidden size 32, 16 tokens, batch 8) on 256
   random sequences, ``logging_steps=50``, no saving; with ``callbacks=[CockpitCallback()]``.
 
-With the adapter, the run is served as always (the channel thread publishes every event over
-its socket); no view is attached. One torch thread. The steps timed are those after the first
-``WARMUP`` (the first steps pay one-time costs in both variants); the time is measured by the
-same small hook or callback in both variants. Wall time per step is the target (overhead at
-most 3% of the step time). Beside it: the training thread's CPU time per step (what the adapter adds
-to the step itself; it holds steady when other programs share the cores) and the process's (all
-threads: the channel thread's publishing too). "paired" is the median of each round's own ratio (the
+With the adapter, the run is served as always (its channel thread runs and answers requests); no
+view is attached, so no event goes out. One torch thread. The steps timed are those after the
+first ``WARMUP`` (the first steps pay one-time costs in both variants); the time is measured by
+the same small hook or callback in both variants. Wall time per step is the target (overhead at
+most 3% of the step time). Beside it: the training thread's CPU time per step (what the adapter
+adds to the step itself; it moves less than the wall time when other programs share the cores)
+and the process's (all threads: the channel thread's too). "paired" is the median of each round's own ratio (the
 two runs of a round ran side by side, so on a shared machine it moves less than the ratio of medians).
 
-``--profile``: cProfile of one run with the adapter, the adapter's functions first (per step), to see
-what its per-step path costs.
+Before each round, the garbage of the rounds before is collected and what lives is left out of
+later collections (``settle``): otherwise a full collection, walking every earlier round's
+leftovers, may land in the timed steps of either variant.
 
-Run: ``.venv/bin/python benchmarks/adapters.py [--rounds 7] [--steps 400] [--only mmengine,lightning,hf] [--profile]``
+``--unserved``: a third variant in every round, the adapter with no channel serving the run (no channel
+thread): what serving costs the run is the difference ("unserved" row). ``--profile``: cProfile of one run with
+the adapter, the adapter's functions first (per step), to see what its per-step path costs.
+
+Run: ``.venv/bin/python benchmarks/adapters.py [--rounds 7] [--steps 400] [--only mmengine,lightning,hf]
+[--unserved] [--profile]``
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
+import gc
 import importlib.util
 import logging
 import os
@@ -39,7 +47,7 @@ import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -259,15 +267,77 @@ def profile(name: str, round_: Callable[[bool, int, Path, int], Timing], steps: 
         print(f"{own / steps * 1e6:>8.1f} {total / steps * 1e6:>9.1f} {calls / steps:>7.2f}  {label}")
 
 
+def settle() -> None:
+    """Before a round: collect the garbage of the rounds before, and leave what lives out of later collections.
+
+    Each round leaves a runner behind (reference cycles), and the frameworks keep each run's hub, logger and
+    visualizer for the process's life (MMEngine's instances by experiment name): a full collection then walks all
+    of it, tenths of a second that would land in whichever round's steps it happens in, and with the variant
+    whose rounds make more objects more often.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+class _NoChannel:
+    """Stands in for ``ChannelServer`` (``--unserved``): the adapter runs, nothing serves its run."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __enter__(self) -> _NoChannel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def unserved() -> Iterator[None]:
+    """The adapter without its channel thread: what serving the run costs is the difference."""
+    from cockpit.adapters import base
+
+    served = base.ChannelServer
+    base.ChannelServer = _NoChannel
+    try:
+        yield
+    finally:
+        base.ChannelServer = served
+
+
+#: The variants of a round: without the adapter, with it, and (``--unserved``) with it but no channel.
+PLAIN, ADAPTER, UNSERVED = "without", "with", "unserved"
+
+
+def compare(name: str, plain: list[Timing], other: list[Timing]) -> str:
+    """One row: ``other``'s rounds against ``plain``'s (medians, and the median of each round's own ratio)."""
+    rows = []
+    for field in ("wall", "thread", "cpu"):
+        before = statistics.median(getattr(t, field) for t in plain)
+        after = statistics.median(getattr(t, field) for t in other)
+        paired = statistics.median(getattr(b, field) / getattr(a, field) - 1 for a, b in zip(plain, other, strict=True))
+        rows.append((before, after, after / before - 1, paired))
+    (before, after, overhead, paired), (thread, thread_after, thread_overhead, _), \
+        (cpu, cpu_after, cpu_overhead, _) = rows
+    return (f"{name:<10} {before * 1e3:>10.3f}ms {after * 1e3:>7.3f}ms {overhead:>+8.1%} "
+            f"{(after - before) * 1e6:>+7.0f}us {paired:>+7.1%} | {thread * 1e3:>8.3f} -> "
+            f"{thread_after * 1e3:.3f}ms {thread_overhead:>+8.1%} | {cpu * 1e3:>5.3f} -> "
+            f"{cpu_after * 1e3:.3f}ms {cpu_overhead:>+7.1%} | "
+            f"<= {TARGET:.0%}: {'met' if overhead <= TARGET else 'NOT met'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--only", default=",".join(FRAMEWORKS))
     parser.add_argument("--profile", action="store_true", help="profile one run with the adapter instead")
+    parser.add_argument("--unserved", action="store_true",
+                        help="a third variant in every round: the adapter with no channel serving the run")
     options = parser.parse_args()
     torch.set_num_threads(1)
     quiet()
+    variants = [PLAIN, ADAPTER] + ([UNSERVED] if options.unserved else [])
     print(f"torch {torch.__version__}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
           f"{options.rounds} rounds of {options.steps} steps ({WARMUP} warm-up), medians")
     print(f"{'framework':<10} {'step without':>12} {'with':>9} {'overhead':>9} {'per step':>9} {'paired':>7} | "
@@ -284,27 +354,20 @@ def main() -> None:
                 profile(name, round_, options.steps, folder)
                 continue
             index = 0
-            for adapter in (False, True):  # first-time costs (imports, caches) out of the way
-                round_(adapter, WARMUP + 20, folder, index := index + 1)
-            results: dict[bool, list[Timing]] = {False: [], True: []}
-            for r in range(options.rounds):
-                for adapter in ((False, True) if r % 2 == 0 else (True, False)):
-                    results[adapter].append(round_(adapter, options.steps, folder, index := index + 1))
-            rows = []
-            for field in ("wall", "thread", "cpu"):
-                plain = statistics.median(getattr(t, field) for t in results[False])
-                served = statistics.median(getattr(t, field) for t in results[True])
-                paired = statistics.median(getattr(b, field) / getattr(a, field) - 1
-                                           for a, b in zip(results[False], results[True], strict=True))
-                rows.append((plain, served, served / plain - 1, paired))
-            (plain, served, overhead, paired), (thread, thread_served, thread_overhead, _), \
-                (cpu, cpu_served, cpu_overhead, _) = rows
-            print(f"{name:<10} {plain * 1e3:>10.3f}ms {served * 1e3:>7.3f}ms {overhead:>+8.1%} "
-                  f"{(served - plain) * 1e6:>+7.0f}us {paired:>+7.1%} | {thread * 1e3:>8.3f} -> "
-                  f"{thread_served * 1e3:.3f}ms {thread_overhead:>+8.1%} | {cpu * 1e3:>5.3f} -> "
-                  f"{cpu_served * 1e3:.3f}ms {cpu_overhead:>+7.1%} | "
-                  f"<= {TARGET:.0%}: {'met' if overhead <= TARGET else 'NOT met'}")
+            results: dict[str, list[Timing]] = {variant: [] for variant in variants}
+            for r in range(-1, options.rounds):  # round -1: first-time costs (imports, caches) out of the way
+                steps = WARMUP + 20 if r < 0 else options.steps
+                for variant in (variants if r % 2 == 0 else variants[::-1]):
+                    settle()
+                    with unserved() if variant == UNSERVED else contextlib.nullcontext():
+                        timing = round_(variant != PLAIN, steps, folder, index := index + 1)
+                    if r >= 0:
+                        results[variant].append(timing)
+            print(compare(name, results[PLAIN], results[ADAPTER]))
+            if options.unserved:
+                print(compare("  unserved", results[PLAIN], results[UNSERVED]))
             print(f"{'':<10} load average now {os.getloadavg()[0]:.1f}")
+
 
 if __name__ == "__main__":
     main()

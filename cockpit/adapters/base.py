@@ -92,17 +92,24 @@ def read_floats(tensors: list[torch.Tensor]) -> Iterator[float]:
 #: hook timings: a view redraws a few times a second, and a fast run would otherwise spend more on these than on
 #: anything else.
 SHOW_INTERVAL = 0.1
+#: Seconds between two passes of the channel thread (``ChannelServer(batch_interval=...)``; a Cockpit run's is
+#: 0.02). A pass takes the GIL from the training thread even when it has nothing to send, and an adapter's events
+#: come in batches, about every ``SHOW_INTERVAL``: a pass every 20 ms would find nothing four times out of five.
+#: Requests are answered as they come, whatever the interval.
+CHANNEL_INTERVAL = 0.1
 
 
 class HookTrace:
     """The framework's hooks in execution order, and how long each call took, as hub events.
 
-    Every call is timed, and kept in its stage's list (``calls``); the calls are published in batches: per stage,
-    one ``StageTimed`` event with every call since the last batch (each with its own duration), about every
-    ``SHOW_INTERVAL`` (``next_flush``), and at once when a paused run waits, a command is applied or the run ends.
-    A view's calls, mean time and share of each hook are therefore exact, at most a batch behind; one event per
-    stage and batch costs the training thread a fraction of one per stage and iteration. Which stage runs is sent
-    at most every ``SHOW_INTERVAL`` (``next_show``).
+    Every call is timed. While a view listens (``listened``), each call is kept in its stage's list (``calls``) and
+    published in batches: per stage, one ``StageTimed`` event with every call since the last batch (each with its
+    own duration), about every ``SHOW_INTERVAL`` (``next_flush``), and at once when a paused run waits, a command
+    is applied or the run ends. A view's calls, mean time and share of each hook are therefore exact, at most a
+    batch behind; one event per stage and batch costs the training thread a fraction of one per stage and
+    iteration. While no view listens, there is no event to make: a call is added to the hub's count and total time
+    of its hook (``counter``; what a view's snapshot shows when it comes), and nothing is kept until a tick. Which
+    stage runs is sent at most every ``SHOW_INTERVAL`` (``next_show``).
     """
 
     def __init__(self, hub: MessageHub) -> None:
@@ -130,6 +137,18 @@ class HookTrace:
         if calls is None:
             calls = self._pending[stage] = []
         return calls
+
+    @property
+    def listened(self) -> bool:
+        """Whether a view follows the hub's events now: then each call goes to ``calls``, else to ``counter``."""
+        return self.hub.has_subscribers
+
+    def counter(self, stage: str, hook: str) -> list[float]:
+        """The hub's ``[calls, seconds]`` of ``hook`` at ``stage``: add each call to it while no view listens.
+
+        The training thread is its only writer (``MessageHub.hook_counter``); it stays the same list.
+        """
+        return self.hub.hook_counter(stage, hook)
 
     def publish_table(self, rows: Iterable[tuple[str, Sequence[HookEntry]]]) -> None:
         """Publish the hook order: ``(stage, ((priority name, priority, hook), ...))`` per stage."""
@@ -354,7 +373,8 @@ class AdaptedRun:
             return
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            self._stack.enter_context(ChannelServer(self, self.control, listen=self.listen))
+            self._stack.enter_context(ChannelServer(self, self.control, listen=self.listen,
+                                                    batch_interval=CHANNEL_INTERVAL))
         except Exception as error:  # noqa: BLE001 - no view is no reason to stop someone's training
             self.logger.error(f"cockpit: cannot serve views ({type(error).__name__}: {error}); training goes on")
         else:

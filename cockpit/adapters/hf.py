@@ -170,7 +170,8 @@ class HFRun(AdaptedRun):
                 for stage in STAGES]
 
     def _timed(self, stage: str, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-        run, trace, calls = self, self.trace, self.trace.calls(stage)
+        run, trace = self, self.trace
+        calls, counter = trace.calls(stage), trace.counter(stage, name)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             began = perf_counter()
@@ -181,7 +182,11 @@ class HFRun(AdaptedRun):
                 held = run.held_seconds  # a safe point inside the call (a pause) is not the callback's time
                 if held:
                     run.held_seconds = 0.0
-                calls.append((name, now - began - held))
+                if trace.listened:
+                    calls.append((name, now - began - held))
+                else:
+                    counter[0] += 1
+                    counter[1] += now - began - held
                 if now >= trace.next_show:
                     trace.enter(stage, now)
                 if now >= trace.next_flush:

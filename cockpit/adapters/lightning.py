@@ -94,12 +94,13 @@ class _Passing:
 class _Timed:
     """The trainer profiler's context for one hook call, timed for the hook trace.
 
-    ``entry`` is the call's ``(stage, hook name, the trace's list for the stage's calls)``.
+    ``entry`` is the call's ``(stage, hook name, the trace's list for the stage's calls, the hub's counter)``.
     """
 
     __slots__ = ("run", "entry", "inner", "began")
 
-    def __init__(self, run: LightningRun, entry: tuple[str, str, list[tuple[str, float]]], inner: Any) -> None:
+    def __init__(self, run: LightningRun, entry: tuple[str, str, list[tuple[str, float]], list[float]],
+                 inner: Any) -> None:
         self.run, self.entry, self.inner = run, entry, inner
 
     def __enter__(self) -> Any:
@@ -113,9 +114,13 @@ class _Timed:
         held = run.held_seconds  # a safe point inside the call (a pause) is not the hook's time
         if held:
             run.held_seconds = 0.0
-        stage, name, calls = self.entry
-        calls.append((name, now - self.began - held))
+        stage, name, calls, counter = self.entry
         trace = run.trace
+        if trace.listened:
+            calls.append((name, now - self.began - held))
+        else:
+            counter[0] += 1
+            counter[1] += now - self.began - held
         if now >= trace.next_show:
             trace.enter(stage, now)
         if now >= trace.next_flush:
@@ -156,7 +161,7 @@ class LightningRun(AdaptedRun):
         self._batches: list[tuple[int, Any, float | None, float, float | None, int]] = []
         self._metrics_read = 0.0
         self._published: dict[str, float] = {}
-        self._actions: dict[str, tuple[str, str, list[tuple[str, float]]]] = {}
+        self._actions: dict[str, tuple[str, str, list[tuple[str, float]], list[float]]] = {}
 
     def _total_steps(self) -> int | None:
         trainer = self.trainer
@@ -219,7 +224,8 @@ class LightningRun(AdaptedRun):
         rows, actions = self.hook_rows()
         self.trace.publish_table(rows)
         self._actions.clear()  # in place: ``timed_profile`` holds it
-        self._actions.update({action: (stage, name, self.trace.calls(stage))
+        trace = self.trace
+        self._actions.update({action: (stage, name, trace.calls(stage), trace.counter(stage, name))
                               for action, (stage, name) in actions.items()})
 
     def _timing(self, profile: Any) -> Any:

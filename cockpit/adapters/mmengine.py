@@ -14,7 +14,7 @@ starts (``before_run``) the hook serves it from MMEngine's own run folder
 - the hook table in MMEngine's priority order, and every hook call's duration (the hook calls
   ``runner.call_hook`` makes, dispatched the same way, worked out once per stage).
 
-Per iteration the hook only notes these (which history arrays MMEngine's hub holds, each call's
+Per iteration the hook only notes these (the last value of each scalar that changed, each call's
 duration); they are published a few times a second (``AdaptedRun.tick``), each value at its own
 iteration, so a view is at most a tick behind. It also publishes:
 
@@ -96,8 +96,9 @@ class MMEngineRun(AdaptedRun):
         if getattr(runner.cfg, "filename", None):
             self.cfg = SimpleNamespace(filename=str(Path(runner.cfg.filename).resolve()))
         self.runner = runner
-        # Per stage: the hooks that override it, as ``(name, hook, method)``, and the trace's list for its calls.
-        self._entries: dict[str, tuple[tuple[tuple[str, Any, Callable[..., Any]], ...], list[Any]]] = {}
+        # Per stage: the hooks that override it, as ``(name, hook, method, the hub's counter)``, and the trace's
+        # list for its calls.
+        self._entries: dict[str, tuple[tuple[tuple[str, Any, Callable[..., Any], list[float]], ...], list[Any]]] = {}
         self._hooks_seen: list[Any] = []
         self._trains = False  # the runner trains (its train loop was built when the run started)
         self._loop: Any = None
@@ -108,8 +109,8 @@ class MMEngineRun(AdaptedRun):
         # MMEngine's ``train/`` scalars, kept per iteration and published at each tick (``publish_batched``):
         self._scalar_count = -1  # how many keys MMEngine's hub had when ``_keys`` was made
         self._keys: list[str] = []  # its ``train/`` keys
-        self._published: list[Any] = []  # per key, the history array last published
-        self._marks: list[tuple[int, list[Any]]] = []  # (iteration, per key its history array then)
+        self._seen: list[Any] = []  # per key, its history array at the last iteration's end
+        self._marks: list[tuple[int, list[tuple[str, Any]]]] = []  # (iteration, (key, last value) of those changed)
         self._check_removed = False  # a checkpoint was saved: rotation may have deleted an older one
 
     # --- where the run is -------------------------------------------------------------------------
@@ -161,7 +162,8 @@ class MMEngineRun(AdaptedRun):
             names.append(name if counts[name] == 1 else f"{name}#{counts[name]}")
         return names
 
-    def _stage_entries(self, stage: str) -> tuple[tuple[tuple[str, Any, Callable[..., Any]], ...], list[Any]]:
+    def _stage_entries(self, stage: str) -> tuple[tuple[tuple[str, Any, Callable[..., Any], list[float]], ...],
+                                                  list[Any]]:
         hooks = self.runner.hooks
         if hooks != self._hooks_seen:  # a hook was registered since: work the table out again
             self._hooks_seen, self._entries = list(hooks), {}
@@ -170,7 +172,9 @@ class MMEngineRun(AdaptedRun):
             chosen = [(n, h) for n, h in zip(self._names(), hooks, strict=True) if stage in h.get_triggered_stages()]
         else:  # a custom stage: every hook that has such a method, as MMEngine does
             chosen = [(n, h) for n, h in zip(self._names(), hooks, strict=True) if hasattr(h, stage)]
-        entries = self._entries[stage] = (tuple((n, h, getattr(h, stage)) for n, h in chosen), self.trace.calls(stage))
+        trace = self.trace
+        entries = self._entries[stage] = (tuple((n, h, getattr(h, stage), trace.counter(stage, n)) for n, h in chosen),
+                                          trace.calls(stage))
         return entries
 
     def _call_hook(self, fn_name: str, **kwargs: Any) -> None:
@@ -178,7 +182,8 @@ class MMEngineRun(AdaptedRun):
 
         A hook that does not override a stage would do nothing there, so it is not called (MMEngine
         calls its no-op method). After the training iteration's and epoch's last hooks, the safe point.
-        This runs twice an iteration: the calls wait in the trace's list, published a few times a second.
+        This runs twice an iteration: while a view listens, the calls wait in the trace's list, published a few
+        times a second; else each is added to its hook's counter in the hub.
         """
         outer = self._depth == 0
         if outer:
@@ -193,13 +198,18 @@ class MMEngineRun(AdaptedRun):
             began = perf_counter()
             if began >= trace.next_show:
                 trace.enter(fn_name, began)
-            for name, hook, method in entries:
+            listened = trace.listened
+            for name, hook, method, counter in entries:
                 try:
                     method(runner, **kwargs)
                 except TypeError as error:  # as MMEngine: say which hook
                     raise TypeError(f"{error} in {hook}") from None
                 now = perf_counter()
-                calls.append((name, now - began))
+                if listened:
+                    calls.append((name, now - began))
+                else:
+                    counter[0] += 1
+                    counter[1] += now - began
                 began = now
             if began >= trace.next_flush:
                 trace.flush(began)
@@ -416,18 +426,27 @@ class MMEngineRun(AdaptedRun):
 
     # --- what the hook reports --------------------------------------------------------------------------
     def iteration_ended(self) -> None:
-        """An iteration ended (its ``after_train_iter`` hooks ran): note where MMEngine's ``train/`` scalars stand,
-        for the next tick to publish at that iteration (``runner.iter``, which the loop has not counted yet).
+        """An iteration ended (its ``after_train_iter`` hooks ran): keep the last value of each of MMEngine's
+        ``train/`` scalars that changed during it, for the next tick to publish at that iteration (``runner.iter``,
+        which the loop has not counted yet).
 
-        This runs every iteration, so it only keeps each key's history array; which ones changed, and their
-        last values, are worked out at the tick, a few times a second.
+        MMEngine's ``HistoryBuffer`` makes a new array, the whole history, with every value: a new array is a new
+        value. Only the value is kept, never the array: the arrays of a tick's hundred iterations, kept until the
+        tick, cost the step more than everything else the adapter does (memory the allocator cannot reuse).
         """
         step = self._loop.iter if self._loop is not None else self.runner.iter
         scalars = self._scalars
         if len(scalars) != self._scalar_count:
-            self.publish_batched()  # what was kept belongs to the keys as they were
             self._take_keys()
-        self._marks.append((step, [scalars[key].data[0] for key in self._keys]))
+        seen, changed = self._seen, []
+        for index, key in enumerate(self._keys):
+            history = scalars[key].data[0]
+            if history is not seen[index]:
+                seen[index] = history
+                if len(history):
+                    changed.append((key, history[-1]))
+        if changed:
+            self._marks.append((step, changed))
         self._iter_pending = step
         now = perf_counter()
         if now >= self.next_tick:
@@ -436,21 +455,19 @@ class MMEngineRun(AdaptedRun):
     def _take_keys(self, restored: bool = False) -> None:
         """The ``train/`` keys of MMEngine's hub, as they are now (``restored``: its histories are not news)."""
         scalars = self._scalars = self.runner.message_hub.log_scalars
-        before = dict(zip(self._keys, self._published, strict=True))
+        before = dict(zip(self._keys, self._seen, strict=True))
         self._scalar_count = len(scalars)
         self._keys = [key for key in scalars if key.startswith("train/")]
-        self._published = [scalars[key].data[0] if restored else before.get(key) for key in self._keys]
+        self._seen = [scalars[key].data[0] if restored else before.get(key) for key in self._keys]
 
     def publish_batched(self) -> None:
-        """MMEngine's ``train/`` scalars noted since the last call: each key whose history changed during an
-        iteration, with its last value, at that iteration."""
+        """MMEngine's ``train/`` scalars kept since the last call: each key's last value in every iteration that
+        changed it, at that iteration."""
         marks, self._marks = self._marks, []
-        hub, keys, published = self.message_hub, self._keys, self._published
-        for step, histories in marks:
-            for index, history in enumerate(histories):
-                if history is not published[index] and len(history):
-                    published[index] = history
-                    hub.update_scalar(keys[index], float(history[-1]), step)
+        update = self.message_hub.update_scalar
+        for step, changed in marks:
+            for key, value in changed:
+                update(key, float(value), step)
 
 
 @HOOKS.register_module()

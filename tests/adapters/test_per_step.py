@@ -9,6 +9,7 @@ call counted.
 from __future__ import annotations
 
 import sys
+import weakref
 from typing import Any
 
 import pytest
@@ -59,9 +60,19 @@ def test_mmengine_publishes_every_iteration_at_its_ticks(tmp_path, monkeypatch):
     class Follow(Hook):
         priority = "LOWEST"  # after CockpitHook, which makes the run in before_run
 
+        def __init__(self) -> None:
+            self.arrays: list[weakref.ref] = []
+            self.kept: list[int] = []
+
         def before_train(self, runner: Any) -> None:
             run = next(h for h in runner.hooks if type(h).__name__ == "CockpitHook").run
             self.subscription = run.message_hub.subscribe()
+
+        def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+            # MMEngine's train/ history arrays of the iterations before this one: MMEngine has replaced them.
+            self.kept.append(sum(ref() is not None for ref in self.arrays))
+            self.arrays = [weakref.ref(history.data[0]) for key, history in runner.message_hub.log_scalars.items()
+                           if key.startswith("train/")]
 
     follow = Follow()
     runner = Runner(model=ToyModel(), work_dir=str(tmp_path / "work"), experiment_name="per_step",
@@ -73,6 +84,10 @@ def test_mmengine_publishes_every_iteration_at_its_ticks(tmp_path, monkeypatch):
     runner.train()
     events = follow.subscription.poll()
 
+    # No tick between: yet the adapter kept no history array of an iteration past its end (each holds the
+    # whole history; a tick's worth of them made every step slower).
+    assert follow.kept == [0] * 12
+
     # Every call counted, in two events: the first iteration's tick, and the run's end.
     for hook in ("CockpitHook", "LoggerHook"):
         events_count, calls = stage_calls(events, "after_train_iter", hook)
@@ -83,6 +98,40 @@ def test_mmengine_publishes_every_iteration_at_its_ticks(tmp_path, monkeypatch):
     assert [value for _, value in losses] == pytest.approx(list(runner.message_hub.get_scalar("train/loss").data[0]))
     assert [step for step, _ in scalar(events, "train/lr")] == list(range(12))
     assert [step for step, _ in scalar(events, "train/time")] == list(range(12))
+
+
+def test_mmengine_counts_each_hook_call_at_once_while_no_view_listens(tmp_path, monkeypatch):
+    """With no view, there is no event to make: each call goes straight to the hub's counters (what a view that
+    attaches finds in its snapshot), not into a list kept until the next tick."""
+    pytest.importorskip("mmengine")
+    pytest.importorskip("cv2")
+    from mmengine.hooks import Hook
+    from mmengine.runner import Runner
+
+    import cockpit.adapters.mmengine  # noqa: F401 - registers CockpitHook
+    from adapters.mm_toys import ToyData, ToyModel
+
+    monkeypatch.setattr(base, "SHOW_INTERVAL", HOUR)
+
+    class Count(Hook):
+        priority = "LOWEST"
+
+        def __init__(self) -> None:
+            self.counted: list[int] = []
+
+        def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+            hub = next(h for h in runner.hooks if type(h).__name__ == "CockpitHook").run.message_hub
+            self.counted.append(hub.hook_timings()["before_train_iter", "IterTimerHook"][0])
+
+    count = Count()
+    runner = Runner(model=ToyModel(), work_dir=str(tmp_path / "work"), experiment_name="unwatched",
+                    train_dataloader=dict(dataset=ToyData(), sampler=dict(type="DefaultSampler", shuffle=False),
+                                          batch_size=8, collate_fn=dict(type="default_collate")),
+                    train_cfg=dict(by_epoch=False, max_iters=6), optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)),
+                    default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=1000)),
+                    custom_hooks=[dict(type="CockpitHook"), count], log_level="WARNING")
+    runner.train()
+    assert count.counted == [1, 2, 3, 4, 5, 6]
 
 
 def test_lightning_reads_the_losses_once_per_tick_and_counts_every_call(tmp_path, monkeypatch, adapter_items):
@@ -190,3 +239,22 @@ def test_hf_reads_the_losses_once_per_tick_and_sums_the_micro_batches(tmp_path, 
     assert [step for step, _ in scalar(events, "train/lr")] == list(range(6))
     events_count, calls = stage_calls(events, "on_step_end", "CockpitCallback")
     assert calls == 6 and events_count <= 2
+
+
+def test_the_channel_passes_no_more_often_than_the_adapter_ticks(tmp_path, monkeypatch):
+    """An adapter's events come at its ticks, so its channel thread wakes no more often: each pass takes the GIL
+    from the training thread, with or without something to send."""
+    servers = []
+
+    class Recording(base.ChannelServer):
+        def start(self) -> base.ChannelServer:
+            servers.append(self)
+            return super().start()
+
+    monkeypatch.setattr(base, "ChannelServer", Recording)
+    run = base.AdaptedRun(work_dir=tmp_path)
+    run.start()
+    try:
+        assert len(servers) == 1 and servers[0].batch_interval >= base.SHOW_INTERVAL
+    finally:
+        run.finish()
