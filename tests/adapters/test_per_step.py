@@ -46,14 +46,28 @@ def adapter_items(monkeypatch):
     return calls
 
 
-def test_mmengine_publishes_every_iteration_at_its_ticks(tmp_path, monkeypatch):
-    pytest.importorskip("mmengine")
-    pytest.importorskip("cv2")
-    from mmengine.hooks import Hook
+def mmengine_toy_run(tmp_path, name: str, max_iters: int, hook: Any) -> Any:
+    """MMEngine's ``Runner``, trained on the toy data for ``max_iters`` iterations with the CockpitHook and ``hook``."""
     from mmengine.runner import Runner
 
     import cockpit.adapters.mmengine  # noqa: F401 - registers CockpitHook
     from adapters.mm_toys import ToyData, ToyModel
+
+    runner = Runner(model=ToyModel(), work_dir=str(tmp_path / "work"), experiment_name=name,
+                    train_dataloader=dict(dataset=ToyData(), sampler=dict(type="DefaultSampler", shuffle=False),
+                                          batch_size=8, collate_fn=dict(type="default_collate")),
+                    train_cfg=dict(by_epoch=False, max_iters=max_iters),
+                    optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)),
+                    default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=1000)),
+                    custom_hooks=[dict(type="CockpitHook"), hook], log_level="WARNING")
+    runner.train()
+    return runner
+
+
+def test_mmengine_publishes_every_iteration_at_its_ticks(tmp_path, monkeypatch):
+    pytest.importorskip("mmengine")
+    pytest.importorskip("cv2")
+    from mmengine.hooks import Hook
 
     monkeypatch.setattr(base, "SHOW_INTERVAL", HOUR)
 
@@ -75,13 +89,7 @@ def test_mmengine_publishes_every_iteration_at_its_ticks(tmp_path, monkeypatch):
                            if key.startswith("train/")]
 
     follow = Follow()
-    runner = Runner(model=ToyModel(), work_dir=str(tmp_path / "work"), experiment_name="per_step",
-                    train_dataloader=dict(dataset=ToyData(), sampler=dict(type="DefaultSampler", shuffle=False),
-                                          batch_size=8, collate_fn=dict(type="default_collate")),
-                    train_cfg=dict(by_epoch=False, max_iters=12), optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)),
-                    default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=1000)),
-                    custom_hooks=[dict(type="CockpitHook"), follow], log_level="WARNING")
-    runner.train()
+    runner = mmengine_toy_run(tmp_path, "per_step", 12, follow)
     events = follow.subscription.poll()
 
     # No tick between: yet the adapter kept no history array of an iteration past its end (each holds the
@@ -106,10 +114,6 @@ def test_mmengine_counts_each_hook_call_at_once_while_no_view_listens(tmp_path, 
     pytest.importorskip("mmengine")
     pytest.importorskip("cv2")
     from mmengine.hooks import Hook
-    from mmengine.runner import Runner
-
-    import cockpit.adapters.mmengine  # noqa: F401 - registers CockpitHook
-    from adapters.mm_toys import ToyData, ToyModel
 
     monkeypatch.setattr(base, "SHOW_INTERVAL", HOUR)
 
@@ -124,13 +128,7 @@ def test_mmengine_counts_each_hook_call_at_once_while_no_view_listens(tmp_path, 
             self.counted.append(hub.hook_timings()["before_train_iter", "IterTimerHook"][0])
 
     count = Count()
-    runner = Runner(model=ToyModel(), work_dir=str(tmp_path / "work"), experiment_name="unwatched",
-                    train_dataloader=dict(dataset=ToyData(), sampler=dict(type="DefaultSampler", shuffle=False),
-                                          batch_size=8, collate_fn=dict(type="default_collate")),
-                    train_cfg=dict(by_epoch=False, max_iters=6), optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)),
-                    default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=1000)),
-                    custom_hooks=[dict(type="CockpitHook"), count], log_level="WARNING")
-    runner.train()
+    mmengine_toy_run(tmp_path, "unwatched", 6, count)
     assert count.counted == [1, 2, 3, 4, 5, 6]
 
 
