@@ -460,11 +460,16 @@ def snapshot_round(flood: bool, dataset: TensorDataset, warmup: int) -> tuple[fl
 
 
 def lock_hold_time(repeats: int = 20) -> tuple[float, float]:
-    """Seconds ``MessageHub.snapshot`` holds the hub's lock, and its whole time, on the long history."""
+    """Seconds ``MessageHub.snapshot`` holds the hub's lock, and its whole time, on the long history
+    while four training series (3,000 points each) get a new point between two snapshots, as in training."""
     hub = MessageHub("lock")
     for index in range(SNAPSHOT_SERIES):
         for step in range(SNAPSHOT_POINTS):
             hub.update_scalar(f"history/{index}", 1.0 / (step + 1), step)
+    training = ("train/loss", "train/lr", "train/time", "train/data_time")
+    for step in range(3000):
+        for key in training:
+            hub.update_scalar(key, 1.0 / (step + 1), step)
     held: list[float] = []
     real_lock = hub._lock
 
@@ -477,13 +482,16 @@ def lock_hold_time(repeats: int = 20) -> tuple[float, float]:
             held.append(time.perf_counter() - self.began)
             real_lock.release()
 
-    hub._lock = TimedLock()
     whole = []
-    for _ in range(repeats):
+    for step in range(3000, 3000 + repeats):
+        for key in training:
+            hub.update_scalar(key, 1.0 / (step + 1), step)
+        hub._lock = TimedLock()
         held.clear()
         began = time.perf_counter()
-        hub.snapshot()
+        hub.snapshot(**({"shared": True} if hasattr(hub, "_rendered") else {}))  # as the channel asks (older hubs: no option)
         whole.append(time.perf_counter() - began)
+        hub._lock = real_lock
     return max(held), statistics.median(whole)
 
 
@@ -591,10 +599,11 @@ def bench_rate(view: View, rounds: int, n: int) -> float:
 _RECEIVED: dict[str, float] = {}  # in the training process: token -> when the server thread took the command
 
 
-def _noop_received(args) -> None:
-    # ``check`` runs in the channel's thread as the request arrives. CLOCK_MONOTONIC is
+def _noop_received(args):
+    # ``parse`` runs in the channel's thread as the request arrives. CLOCK_MONOTONIC is
     # system-wide on Linux, so these times compare with the client's.
     _RECEIVED[args[0]] = time.monotonic()
+    return args
 
 
 def _noop(runner: Runner, token: str) -> str:
@@ -614,7 +623,7 @@ class SlowIterations(Hook):
 
     def commands(self) -> list[Command]:
         return [Command("noop", "do nothing; answer with when it arrived and when it ran", _noop, args=("token",),
-                        check=_noop_received)]
+                        parse=_noop_received)]
 
 
 def latency_trainer(work_dir: str, timestamp: str, sleep: float) -> None:
@@ -654,7 +663,7 @@ def bench_latency(samples: int, sleep: float) -> float:
         trainer.start()
         client = None
         try:
-            client = wait_for_connection(Path(folder) / timestamp)
+            client = wait_for_connection(Path(folder))  # its newest live run (the run folder lies below the work dir)
             while client.ping()["seq"] < 500:  # let it settle into its iterations
                 time.sleep(0.05)
             rng = random.Random(0)

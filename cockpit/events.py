@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,6 +189,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
 _FIELDS: dict[type, tuple[str, ...]] = {
     cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in EVENT_TYPES.values()
 }
+#: The keys of a row's dict by event kind: ``t``, ``seq``, then the fields, in the row's order.
+_ROW_KEYS: dict[str, tuple[str, ...]] = {name: ("t", *_FIELDS[cls]) for name, cls in EVENT_TYPES.items()}
 
 
 def encode_event(event: Event) -> dict[str, Any]:
@@ -209,13 +212,25 @@ def row_to_dict(row: Any) -> dict[str, Any] | None:
     A row of a kind this version does not know keeps its ``t`` and ``seq`` (and ``decode_event``
     refuses it), so a view still follows the sequence numbers of a newer run.
     """
-    if not isinstance(row, list) or len(row) < 2 or not isinstance(row[0], str) or type(row[1]) is not int:
-        return None
-    cls = EVENT_TYPES.get(row[0])
-    if cls is None:
-        return {"t": row[0], "seq": row[1]}
-    out: dict[str, Any] = {"t": row[0]}
-    out.update(zip(_FIELDS[cls], row[1:], strict=False))
+    rows = rows_to_dicts([row])
+    return rows[0] if rows else None
+
+
+def rows_to_dicts(rows: list[Any], after: float = -math.inf) -> list[dict[str, Any]]:
+    """``row_to_dict`` of each row of a batch whose ``seq`` is above ``after``; rows that are not events are left out.
+
+    A view reads every event through here: one call per batch, one ``dict(zip(...))`` per row.
+    """
+    keys = _ROW_KEYS
+    out = []
+    for row in rows:
+        if type(row) is not list or len(row) < 2 or type(row[1]) is not int or row[1] <= after:
+            continue
+        kind = row[0]
+        if type(kind) is not str:
+            continue
+        names = keys.get(kind)
+        out.append({"t": kind, "seq": row[1]} if names is None else dict(zip(names, row, strict=False)))
     return out
 
 

@@ -27,7 +27,7 @@ class ScalarHistory:
     """
 
     __slots__ = (
-        "window_size", "recent_size", "bucket_limit", "_recent", "_buckets", "_bucket_width",
+        "window_size", "recent_size", "bucket_limit", "_recent", "_room", "_buckets", "_bucket_width",
         "_pending", "count", "total", "minimum", "maximum",
     )
 
@@ -36,6 +36,7 @@ class ScalarHistory:
         self.recent_size = recent_size
         self.bucket_limit = bucket_limit
         self._recent: deque[tuple[int, float]] = deque()
+        self._room = recent_size  # values ``_recent`` takes before each new one folds its oldest
         # Each bucket: [first_step, last_step, sum, count, min, max]
         self._buckets: list[list[float]] = []
         self._bucket_width = 1
@@ -47,6 +48,7 @@ class ScalarHistory:
 
     def update(self, value: float, step: int) -> None:
         """Append ``value`` observed at ``step``."""
+        # Several times an iteration: attribute arithmetic only, no call but the append.
         recent = self._recent
         recent.append((step, value))
         self.count += 1
@@ -55,7 +57,9 @@ class ScalarHistory:
             self.minimum = value
         if value > self.maximum:
             self.maximum = value
-        if len(recent) > self.recent_size:
+        if self._room > 0:
+            self._room -= 1
+        else:
             self._fold(*recent.popleft())
 
     def _fold(self, step: int, value: float) -> None:
@@ -170,6 +174,7 @@ class ScalarHistory:
         sizes = [_whole(state[key], key) for key in ("window_size", "recent_size", "bucket_limit", "bucket_width")]
         history = cls(*sizes[:3])
         history._recent = deque((_step(s), float(v)) for s, v in _rows(state["recent"], 2, "recent"))
+        history._room = history.recent_size - len(history._recent)
         history._buckets = [_bucket(b) for b in _rows(state["buckets"], 6, "buckets")]
         history._pending = _bucket(state["pending"]) if state["pending"] is not None else None
         history._bucket_width = sizes[3]

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from cockpit import events as ev
@@ -87,6 +87,9 @@ class Subscription:
     def __init__(self, hub: MessageHub, maxlen: int) -> None:
         self.hub = hub
         self.queue: deque[tuple] = deque(maxlen=maxlen)
+        #: Called, in the emitting thread, after an event its reader should not wait a batch for (a command's
+        #: acknowledgement or outcome, a new status): a reader that drains the queue at intervals wakes now.
+        self.wake: Callable[[], None] | None = None
 
     def poll(self, limit: int | None = None) -> list[ev.Event]:
         """Take the events received since the last poll (at most ``limit``)."""
@@ -138,6 +141,8 @@ class MessageHub:
         self._markers: list[dict[str, Any]] = []
         self._status = ev.Status.CREATED
         self._status_detail = ""
+        # The series each scalar had in the last snapshot: key -> (history, its count, max_points, series).
+        self._rendered: dict[str, tuple[ScalarHistory, int, int | None, dict[str, Any]]] = {}
 
     # --- events -------------------------------------------------------------
     @property
@@ -157,9 +162,19 @@ class MessageHub:
             self._subscribers = tuple(s for s in self._subscribers if s is not sub)
 
     def publish(self, cls: type[ev.Event], *args: Any) -> None:
-        """Emit an event that changes no stored state (command acknowledgements and outcomes)."""
+        """Emit an event that changes no stored state (command acknowledgements and outcomes).
+
+        Someone waits for these: subscribers are woken (``Subscription.wake``).
+        """
         with self._lock:
             self._emit(cls.__name__, *args)
+        self._wake()
+
+    def _wake(self) -> None:
+        for sub in self._subscribers:
+            wake = sub.wake
+            if wake is not None:
+                wake()
 
     def _emit(self, kind: str, *args: Any) -> None:
         # Called with the lock held. Events are only queued when someone listens.
@@ -177,12 +192,17 @@ class MessageHub:
         """
         if type(value) is not float:
             value = to_float(value)
+        # This runs several times an iteration: ``_emit`` is written out here, and lookups are
+        # subscripts rather than calls to ``get``.
         if step is None:
-            step = self._info.get("iter", 0)
-        # This runs several times an iteration: ``_emit`` is written out here (one call less).
+            try:
+                step = self._info["iter"]
+            except KeyError:
+                step = 0
         with self._lock:
-            history = self._scalars.get(key)
-            if history is None:
+            try:
+                history = self._scalars[key]
+            except KeyError:
                 history = self._scalars[key] = ScalarHistory(self.window_size)
             history.update(value, step)
             self._seq = seq = self._seq + 1
@@ -339,6 +359,7 @@ class MessageHub:
             self._status = status
             self._status_detail = detail
             self._emit("StatusChanged", status, detail)
+        self._wake()
 
     @property
     def status(self) -> str:
@@ -350,34 +371,62 @@ class MessageHub:
         return self._status_detail
 
     # --- views --------------------------------------------------------------
-    def snapshot(self, max_points: int | None = None) -> dict[str, Any]:
+    def snapshot(self, max_points: int | None = None, shared: bool = False) -> dict[str, Any]:
         """Everything a view needs to draw the run now, as plain data.
 
         Args:
             max_points: if given, each scalar series is cut to its newest ``max_points``.
+            shared: the caller only reads the series (the channel encodes them): a series that has
+                not changed since the last snapshot comes back as the very same dict as then, so
+                the caller can tell it has not changed; without it every series is the caller's own.
 
         The ``seq`` in the result is the last event the snapshot includes: a view
         applies only events with a larger sequence number on top of it.
 
         Only copying the state holds the hub's lock (well under a millisecond for a long run),
         so training, which takes the lock for every update, is not held up by a view that asks
-        for snapshots; turning the copies into series and plain data happens after.
+        for snapshots; turning the copies into series and plain data happens after. A series
+        is built again only when its history changed since the last snapshot (its ``count``):
+        the long past of a long run is not rebuilt for every snapshot.
         """
         with self._lock:
-            copied = self._copy_state()
-        copied["scalars"] = {key: _series(history, max_points) for key, history in copied["scalars"].items()}
+            copied = self._copy_state(max_points)
+        rendered = self._rendered
+        scalars = {}
+        for key, (history, count, built) in copied["scalars"].items():
+            if isinstance(built, ScalarHistory):  # changed since the last snapshot: a copy to build it from
+                built = _series(built, max_points)
+                # Another thread's snapshot may store an older one meanwhile: the next snapshot sees the
+                # count differ and builds it again.
+                rendered[key] = (history, count, max_points, built)
+            scalars[key] = built if shared else _own(built)
+        for key in [key for key in list(rendered) if key not in scalars]:  # scalars a resume replaced
+            rendered.pop(key, None)
+        copied["scalars"] = scalars
         copied["info"] = {key: _plain(value) for key, value in copied["info"].items()}
         return copied
 
-    def _copy_state(self) -> dict[str, Any]:
-        """What ``snapshot`` returns, with the histories and info not yet made plain (lock held)."""
+    def _copy_state(self, max_points: int | None) -> dict[str, Any]:
+        """What ``snapshot`` returns, with each scalar as ``(history, count, built)`` (lock held).
+
+        ``built`` is the series built for an earlier snapshot when it still holds (same history, same
+        ``count``: every update adds one, same ``max_points``), else a copy of the history to build it from.
+        """
+        rendered = self._rendered
+        scalars = {}
+        for key, history in self._scalars.items():
+            done = rendered.get(key)
+            if done is not None and done[0] is history and done[1] == history.count and done[2] == max_points:
+                scalars[key] = (history, history.count, done[3])
+            else:
+                scalars[key] = (history, history.count, _copy_history(history))
         return {
             "seq": self._seq,
             "name": self.name,
             "status": self._status,
             "status_detail": self._status_detail,
             "info": dict(self._info),
-            "scalars": {key: _copy_history(history) for key, history in self._scalars.items()},
+            "scalars": scalars,
             "hooks": self._hooks_table,
             "hook_timings": {f"{s}/{h}": (int(c), t) for (s, h), (c, t) in self._hook_stats.items() if c},
             "stage": self._stage,
@@ -479,6 +528,12 @@ def _copy_history(history: ScalarHistory) -> ScalarHistory:
     copy._buckets = list(history._buckets)
     copy._pending = None if history._pending is None else list(history._pending)
     return copy
+
+
+def _own(series: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a built series that its receiver may change (its lists copied, at C speed)."""
+    return {**series, "steps": series["steps"][:], "values": series["values"][:], "mins": series["mins"][:],
+            "maxs": series["maxs"][:]}
 
 
 def _series(history: ScalarHistory, max_points: int | None) -> dict[str, Any]:

@@ -688,3 +688,66 @@ def test_events_go_over_the_wire_as_rows_that_read_back_as_their_dicts():
     assert [ev.decode_event(ev.row_to_dict(row)) for row in rows] == events
     assert ev.row_to_dict(["FutureEvent", 11, "x"]) == {"t": "FutureEvent", "seq": 11}
     assert ev.row_to_dict({"t": "ScalarUpdated"}) is None and ev.row_to_dict(["ScalarUpdated", "1"]) is None
+    # A batch reads back the same, less what the reader has seen and what is not an event.
+    assert ev.rows_to_dicts([*rows, {"t": "x"}, [1, 2], ["ScalarUpdated", True]], after=rows[3][1]) == [
+        ev.row_to_dict(row) for row in rows[4:]]
+
+
+def test_subscribers_are_woken_for_the_events_someone_waits_for():
+    # Command acknowledgements and outcomes and status changes wake a reader that drains at intervals;
+    # the updates of every iteration do not.
+    hub = MessageHub()
+    sub = hub.subscribe()
+    woken = []
+    sub.wake = lambda: woken.append(hub.seq)
+    hub.update_scalar("train/loss", 0.5, step=1)
+    hub.update_info("iter", 1)
+    hub.enter_stage("before_train_iter")
+    hub.record_stage("before_train_iter", [("IterTimerHook", 0.001)])
+    hub.log("INFO", "hello")
+    assert woken == []
+    hub.publish(ev.CommandAccepted, "1-1", "save", ())
+    hub.set_status("paused")
+    hub.publish(ev.CommandFinished, "1-1", "save", "applied", "saved")
+    assert woken == [hub.seq - 2, hub.seq - 1, hub.seq]
+    sub.wake = None
+    hub.set_status("running")
+    assert len(woken) == 3
+
+
+def test_a_snapshot_builds_again_only_the_series_that_changed():
+    hub = MessageHub()
+    for step in range(6000):
+        hub.update_scalar("history", 1.0 / (step + 1), step)
+        hub.update_scalar("train/loss", 2.0 / (step + 1), step)
+    first = hub.snapshot(shared=True)
+    hub.update_scalar("train/loss", 0.25, 6000)
+    second = hub.snapshot(shared=True)
+    # Shared: an unchanged series is the very same dict (the channel sends its encoding again).
+    assert second["scalars"]["history"] is first["scalars"]["history"]
+    assert second["scalars"]["train/loss"] is not first["scalars"]["train/loss"]
+    assert second["scalars"]["train/loss"]["steps"][-1] == 6000 and second["scalars"]["train/loss"]["count"] == 6001
+    assert second["seq"] == first["seq"] + 1
+    # Another cut is another series.
+    assert hub.snapshot(max_points=10, shared=True)["scalars"]["history"]["steps"] == list(range(5990, 6000))
+    assert len(hub.snapshot(shared=True)["scalars"]["history"]["steps"]) == len(first["scalars"]["history"]["steps"])
+    # Not shared: every series is the caller's own, and changing it changes no later snapshot.
+    mine = hub.snapshot()
+    assert mine == hub.snapshot(shared=True) and mine["scalars"]["history"] is not first["scalars"]["history"]
+    mine["scalars"]["history"]["steps"].append(-1)
+    mine["scalars"]["history"]["values"].clear()
+    assert hub.snapshot()["scalars"]["history"] == hub.snapshot(shared=True)["scalars"]["history"] == (
+        first["scalars"]["history"])
+
+
+def test_a_snapshot_after_a_resume_shows_the_restored_series_even_with_the_same_count():
+    hub, other = MessageHub(), MessageHub()
+    for step in range(100):
+        hub.update_scalar("train/loss", 1.0, step)
+        other.update_scalar("train/loss", 2.0, step + 1000)
+    before = hub.snapshot(shared=True)
+    hub.load_state_dict(other.state_dict())  # new histories, with the same count as the old ones
+    after = hub.snapshot(shared=True)
+    assert before["scalars"]["train/loss"]["count"] == after["scalars"]["train/loss"]["count"] == 100
+    assert after["scalars"]["train/loss"]["values"] == [2.0] * 100
+    assert after["scalars"]["train/loss"]["steps"] == list(range(1000, 1100))

@@ -38,7 +38,7 @@ from cockpit.channel.auth import (
     read_connection_file,
 )
 from cockpit.channel.server import RUN_FILE
-from cockpit.events import row_to_dict
+from cockpit.events import rows_to_dicts
 
 
 def _refusal(frame: bytes) -> str:
@@ -252,10 +252,9 @@ class RunClient:
                 self.resyncs += 1
                 out.append({"t": "Snapshot", "seq": 0, "snapshot": self.snapshot()})
                 continue
-            for row in batch["events"]:
-                event = row_to_dict(row)
-                if event is not None and event["seq"] > self.seq:
-                    out.append(event)
+            rows = batch.get("events")
+            if isinstance(rows, list):
+                out += rows_to_dicts(rows, after=self.seq)
             self.seq = batch["last"]
 
     def events(self, timeout: float | None = None, poll: float = 0.1) -> Iterator[dict[str, Any]]:

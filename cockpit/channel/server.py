@@ -1,6 +1,6 @@
 """The channel server: one thread in the training process that serves the hub and the queue.
 
-Hub events go out on an XPUB socket, batched every 20 milliseconds into one
+Hub events go out on an XPUB socket, batched every 50 milliseconds into one
 signed message that carries the sequence numbers it covers. Only while a view
 listens: the server takes the hub's events when a view subscribes (XPUB tells
 of the first subscription and of the last one leaving) or asks for a snapshot,
@@ -30,6 +30,7 @@ iter, last checkpoint), which ``cockpit ls`` reads without connecting.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -53,6 +54,7 @@ from cockpit.channel.auth import (
     REQUEST,
     BadMessage,
     Signer,
+    fragment,
     new_key,
     write_connection_file,
 )
@@ -76,6 +78,10 @@ REQUESTS_PER_PASS, REQUEST_SLICE = 200, 0.002
 REQUEST_SHARE = 0.05
 #: ... and this many seconds of work at once after a quiet spell (a snapshot of a long run takes ~20 ms).
 REQUEST_BURST = 0.05
+#: Seconds each byte of a reply is charged on top of the thread time it took (about what a view spends
+#: checking and parsing it). A snapshot whose series were encoded before costs this thread little, but
+#: its megabytes still go through libzmq's I/O thread and the client's parser, on the run's machine.
+REPLY_BYTE_COST = 5e-9
 #: Longest pause between two restarts of a failing channel thread (seconds).
 MAX_RESTART_DELAY = 5.0
 #: Seconds the hub's events are kept after a snapshot with no view subscribed (its SUB is on the way).
@@ -118,12 +124,15 @@ class ChannelServer:
             picks two free ports), encrypted and authenticated with CURVE; by default only private
             Unix sockets are used.
         batch_interval: seconds between event batches. Each pass of the channel thread costs the run
-            tens of microseconds of GIL time whether or not there are events; 20 ms (50 batches a
-            second) keeps that near 0.1% and is still five times faster than views redraw.
+            far more than its own CPU time: the thread takes the GIL back from the training thread
+            after each wait and each send, and on a busy machine every such hand-over waits for the
+            scheduler. 50 ms (20 batches a second) is still five times faster than views redraw;
+            events someone waits for (a command's outcome, a new status) do not wait for the batch:
+            the hub wakes this thread for them (``Subscription.wake``).
     """
 
     def __init__(self, run: RunContext, control: ControlQueue, listen: str | None = None,
-                 batch_interval: float = 0.02) -> None:
+                 batch_interval: float = 0.05) -> None:
         self.run = run
         self.control = control
         self.listen = listen
@@ -179,6 +188,9 @@ class ChannelServer:
         self.subscription: Subscription | None = None
         self._topics: set[bytes] = set()  # what the views subscribed to (XPUB: first in, last out)
         self._hold_until = 0.0  # a snapshot keeps the events coming this long without a subscriber
+        # Each series of the last snapshot sent, with its encoding: key -> (series, orjson fragment or None).
+        self._fragments: dict[str, tuple[dict[str, Any], Any]] = {}
+        self._reply_bytes = 0  # bytes of the replies sent by the current ``_serve_requests``
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.info = {
             "protocol": PROTOCOL,
@@ -197,9 +209,23 @@ class ChannelServer:
         }
         write_connection_file(self.connection_file, self.info)
         self._write_run_file()
+        # Wakes the thread's poll from another thread (``_wake``): a pipe, which any thread may write to.
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
         self._thread = threading.Thread(target=self._supervise, name="cockpit-channel", daemon=True)
         self._thread.start()
         return self
+
+    def _wake(self) -> None:
+        """Make the thread publish now rather than at the end of its batch interval (any thread may call it)."""
+        fd = self._wake_write
+        if fd is None:
+            return
+        try:
+            os.write(fd, b"\0")
+        except OSError:
+            pass  # the pipe is full: the thread is already woken
 
     def _secure(self) -> dict[str, str]:
         """Make both sockets CURVE servers that let in one client key pair, and return what a client needs."""
@@ -227,13 +253,18 @@ class ChannelServer:
     def stop(self) -> None:
         """Publish what is left, write the final ``run.json``, remove the connection file."""
         self._stop.set()
+        self._wake()  # out of its poll now, not at the end of the batch interval
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self.subscription is not None:
+            self.subscription.wake = None
             self.subscription.close()
         self._write_run_file()
         self.connection_file.unlink(missing_ok=True)
         self._close_sockets()
+        write, self._wake_write = self._wake_write, None
+        os.close(write)
+        os.close(self._wake_read)
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
 
@@ -281,6 +312,7 @@ class ChannelServer:
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.pub, zmq.POLLIN)  # subscriptions coming and going
+        poller.register(self._wake_read, zmq.POLLIN)  # events that do not wait for the batch
         tick = max(0.001, self.batch_interval)
         # A token bucket of thread time for requests: a flood gets REQUEST_SHARE of it and waits in
         # its socket's queue (bounded: RCVHWM), while events keep going out every tick.
@@ -292,14 +324,12 @@ class ChannelServer:
             if credit <= 0:
                 self._stop.wait(min(tick, -credit / REQUEST_SHARE))
             elif ready := dict(poller.poll(int(tick * 1000))):
+                if self._wake_read in ready:
+                    self._drain_wakes()
                 if self.pub in ready:
                     self._read_subscriptions()
                 if self.router in ready:
-                    # Counted in this thread's CPU time: time it spent preempted or waiting for the GIL
-                    # was not taken from the training thread.
-                    began = time.thread_time()
-                    self._serve_requests(began + min(credit, REQUEST_SLICE))
-                    credit -= time.thread_time() - began
+                    credit -= self._serve_requests(min(credit, REQUEST_SLICE))
             self._follow()
             self._publish()
             now = time.monotonic()
@@ -309,16 +339,29 @@ class ChannelServer:
                 last_housekeeping = now
         self._publish()
 
-    def _serve_requests(self, deadline: float) -> None:
-        """Handle waiting requests until none is left or this thread's CPU time passes ``deadline``."""
+    def _serve_requests(self, budget: float) -> float:
+        """Handle waiting requests until none is left or their cost passes ``budget``; return their cost.
+
+        The cost is this thread's CPU time (time it spent preempted or waiting for the GIL was not
+        taken from the training thread) plus ``REPLY_BYTE_COST`` for each byte of the replies.
+        """
+        began, self._reply_bytes = time.thread_time(), 0
+        cost = 0.0
         for _ in range(REQUESTS_PER_PASS):
             try:
                 frames = self.router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                break
             self._handle(frames)
-            if time.thread_time() > deadline:
-                return
+            cost = time.thread_time() - began + self._reply_bytes * REPLY_BYTE_COST
+            if cost > budget:
+                break
+        return cost
+
+    def _drain_wakes(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_read, 4096):
+                pass
 
     def _read_subscriptions(self) -> None:
         """Note the views' subscriptions: XPUB hands over the first of each and the last one leaving."""
@@ -342,7 +385,9 @@ class ChannelServer:
         wanted = bool(self._topics) or time.monotonic() < self._hold_until
         if wanted and self.subscription is None:
             self.subscription = self.run.message_hub.subscribe(maxlen=500_000)
+            self.subscription.wake = self._wake
         elif not wanted and self.subscription is not None:
+            self.subscription.wake = None
             self.subscription.close()
             self.subscription = None
 
@@ -368,10 +413,32 @@ class ChannelServer:
             self.dropped_batches += 1
 
     def _reply(self, identity: bytes, kind: str, payload: Any) -> None:
+        if kind == "snapshot":
+            try:
+                frames = self.signer.pack(REPLY, kind, self._with_fragments(payload))
+            except TypeError:  # something else in it is for json.dumps to write (``auth.fragment``)
+                frames = self.signer.pack(REPLY, kind, payload)
+        else:
+            frames = self.signer.pack(REPLY, kind, payload)
+        self._reply_bytes += sum(map(len, frames))
         try:
-            self.router.send_multipart([identity, *self.signer.pack(REPLY, kind, payload)], zmq.NOBLOCK)
+            self.router.send_multipart([identity, *frames], zmq.NOBLOCK)
         except zmq.ZMQError:
             pass  # the view went away; nothing to do
+
+    def _with_fragments(self, reply: dict[str, Any]) -> dict[str, Any]:
+        """A snapshot reply whose series are encoded once each: a series the hub hands back unchanged
+        (the same dict, ``MessageHub.snapshot(shared=True)``) is sent as the bytes written for it before."""
+        snapshot = reply["snapshot"]
+        done, encoded, series = self._fragments, {}, {}
+        for key, data in snapshot["scalars"].items():
+            kept = done.get(key)
+            if kept is None or kept[0] is not data:
+                kept = (data, fragment(data))
+            encoded[key] = kept
+            series[key] = data if kept[1] is None else kept[1]
+        self._fragments = encoded
+        return {**reply, "snapshot": {**snapshot, "scalars": series}}
 
     def _handle(self, frames: list[bytes]) -> None:
         identity, message = frames[0], frames[1:]
@@ -405,7 +472,7 @@ class ChannelServer:
             # The events after it must reach the view: take them before the snapshot is taken.
             self._hold_until = time.monotonic() + SNAPSHOT_HOLD
             self._follow()
-            return {"snapshot": self.run.message_hub.snapshot(max_points=max_points)}
+            return {"snapshot": self.run.message_hub.snapshot(max_points=max_points, shared=True)}
         if kind == "command":
             name, args = payload.get("name", ""), payload.get("args", [])
             if not isinstance(name, str) or not isinstance(args, list):

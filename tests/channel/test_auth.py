@@ -1,5 +1,6 @@
 """The nesting check that runs before any message is parsed: exact on every JSON text, never fooled by strings;
-and the encoder every message goes through, which writes the data ``json.dumps`` writes."""
+the encoder every message goes through, which writes the data ``json.dumps`` writes; and the reader, which
+reads back the data ``json.loads`` reads."""
 
 from __future__ import annotations
 
@@ -9,7 +10,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cockpit.channel.auth import MAX_DEPTH, BadMessage, check_depth, dumps
+from cockpit.channel import auth
+from cockpit.channel.auth import (
+    EVENT,
+    MAX_DEPTH,
+    REPLY,
+    BadMessage,
+    Signer,
+    check_depth,
+    dumps,
+    fragment,
+    new_key,
+)
 
 # Strings full of what the check must see through: brackets, quotes, backslashes, escapes.
 tricky_text = st.text(alphabet=st.sampled_from('[]{}"\\,:ab\n\u00e9'), max_size=12)
@@ -89,3 +101,42 @@ def test_a_snapshot_with_a_nan_among_nones_keeps_its_nan():
     snapshot = {"info": {"guard_alert": None}, "scalars": {"train/loss": {"values": [0.5] * 5000 + [float("nan")]}}}
     values = json.loads(dumps(snapshot))["scalars"]["train/loss"]["values"]
     assert values[:-1] == [0.5] * 5000 and values[-1] != values[-1]
+
+
+@settings(max_examples=400, deadline=None)
+@given(plain_json)
+def test_a_signed_message_reads_back_as_json_loads_reads_it(payload):
+    # orjson reads what orjson wrote (faster); what it would read differently (integers beyond 64 bits,
+    # NaN, lone surrogates) json.dumps writes and json.loads reads, as before.
+    signer = Signer(new_key())
+    _, read = signer.unpack(signer.pack(REPLY, "ping", {"value": payload}), REPLY)
+
+    def same(value: object) -> str:
+        return json.dumps(value, sort_keys=True)
+
+    assert same(read["value"]) == same(json.loads(json.dumps(payload)))
+
+
+def test_orjson_reads_a_payload_only_when_orjson_wrote_it(monkeypatch):
+    signer = Signer(new_key())
+    batch = signer.pack(EVENT, "events", {"first": 1, "last": 1, "events": [["ScalarUpdated", 1, "a", 0.5, 1]]})
+    huge = signer.pack(REPLY, "ping", {"request_id": "r", "big": 2 ** 70})  # orjson would read a float back
+    assert json.loads(batch[1])["enc"] == "orjson" and "enc" not in json.loads(huge[1])
+    read = []
+    loads = auth.orjson.loads
+    monkeypatch.setattr(auth.orjson, "loads", lambda raw: read.append(raw) or loads(raw))
+    assert Signer.unpack(signer, batch, EVENT, check_replay=False)[1]["events"][0][3] == 0.5
+    assert read == [batch[2]]
+    big = Signer.unpack(signer, huge, REPLY)[1]["big"]
+    assert big == 2 ** 70 and type(big) is int and read == [batch[2]]
+
+
+def test_fragments_are_written_as_the_data_they_hold():
+    series = {"steps": [1, 2], "values": [0.5, 0.25], "current": 0.25}
+    kept = fragment(series)
+    assert kept is not None and fragment({"values": [float("nan")]}) is None  # orjson would write null
+    payload = {"info": {"guard_alert": None}, "scalars": {"train/loss": kept}}
+    assert json.loads(dumps(payload)) == {"info": {"guard_alert": None}, "scalars": {"train/loss": series}}
+    # Where json.dumps has to write the rest (an integer beyond 64 bits), a fragment is an error, not text.
+    with pytest.raises(TypeError):
+        dumps({**payload, "big": 2 ** 70})
