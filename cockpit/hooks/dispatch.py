@@ -4,6 +4,13 @@ Registration follows MMEngine's ``register_hook``: a hook goes after every hook
 of higher or equal priority, so ties run in registration order. Each call is
 timed and reported to the hub, which is how views show the live hook trace and
 which hook is slow.
+
+While a view listens, the stages that run every iteration (``*_iter``) are reported
+in batches, as the adapters report a framework's hooks: their calls are published
+about every ``SHOW_INTERVAL`` (one ``StageTimed`` per stage, with every call since
+the last batch, each with its own duration), and which of them runs is sent at most
+as often. Any other stage (``before_val``, ``after_train_epoch``, ``after_run``...)
+is sent as it starts and its calls as it ends, after the batch it follows.
 """
 
 from __future__ import annotations
@@ -18,6 +25,11 @@ from cockpit.priority import get_priority, priority_name
 if TYPE_CHECKING:
     from cockpit.hub import MessageHub
 
+#: Seconds between two ``StageEntered`` events of the per-iteration stages, and how long their calls
+#: wait to be published while a view listens: a view redraws a few times a second, and an event per
+#: stage and iteration was half of what a watched run sent (a view's cost to the training thread).
+SHOW_INTERVAL = 0.1
+
 
 class HookDispatcher:
     """The ordered hooks of a runner and the per-stage call table.
@@ -31,6 +43,9 @@ class HookDispatcher:
         self.hooks: list[Hook] = []
         self.names: list[str] = []
         self._table: dict[str, tuple[tuple[str, Callable[..., Any]], ...]] = {}
+        self._pending: dict[str, list[tuple[str, float]]] = {}  # per stage, calls not published yet
+        self._next_show = 0.0  # when a per-iteration stage is next sent as it starts (perf_counter)
+        self._next_flush = 0.0  # when the calls kept are next published
 
     def register(self, hook: Hook, priority: int | str | None = None) -> None:
         """Insert ``hook`` after every hook with a priority value lower than or equal to its own."""
@@ -71,18 +86,20 @@ class HookDispatcher:
     def call(self, runner: Any, stage: str, **kwargs: Any) -> None:
         """Run every hook that overrides ``stage``, in order, timing each.
 
-        This is on every iteration's path: the timings go straight into the hub's
-        per-hook counters (the training thread is their only writer), and the trace
-        events are built only when a view listens. One clock read per hook: each
-        hook's time runs from the read that ended the previous hook's (or the first
-        read) to the read after it, so the few bytecodes of this loop between two
-        hooks count towards the next one.
+        This is on every iteration's path: while nobody listens, the timings go straight into
+        the hub's per-hook counters (the training thread is their only writer) and no event is
+        built. One clock read per hook: each hook's time runs from the read that ended the
+        previous hook's (or the first read) to the read after it, so the few bytecodes of this
+        loop between two hooks count towards the next one.
         """
         hub = self.hub
         entries = self._table.get(stage)
         if entries is None:
             entries = self._custom_stage(stage)
         if not hub.has_subscribers:
+            if self._next_flush:
+                self.flush()  # the view left: what it did not get goes to the counters
+                self._next_flush = 0.0
             hub.note_stage(stage)
             if not entries:
                 return
@@ -95,17 +112,45 @@ class HookDispatcher:
                 stats[1] += end - start
                 start = end
             return
-        hub.enter_stage(stage)
-        calls = []
         start = perf_counter()
+        if not stage.endswith("_iter"):
+            # A stage of its own: the batch before it is published first, then it, as it starts and
+            # as it ends (counters and event together: see ``flush``).
+            self.flush(start)
+            hub.enter_stage(stage)
+            calls = []
+            for name, method, _ in entries:
+                method(runner, **kwargs)
+                end = perf_counter()
+                calls.append((name, end - start))
+                start = end
+            hub.record_stage(stage, calls)
+            return
+        if start >= self._next_show:
+            self._next_show = start + SHOW_INTERVAL
+            hub.enter_stage(stage)
+        else:
+            hub.note_stage(stage)
+        calls = self._pending.get(stage)
+        if calls is None:
+            calls = self._pending[stage] = []
         for name, method, _ in entries:
             method(runner, **kwargs)
             end = perf_counter()
             calls.append((name, end - start))
             start = end
-        # Counters and event together, under the hub's lock: a snapshot taken meanwhile
-        # must not hold calls that its viewer will also count from the event.
-        hub.record_stage(stage, calls)
+        if start >= self._next_flush:
+            self.flush(start)
+
+    def flush(self, now: float | None = None) -> None:
+        """Publish the per-iteration stages' calls kept: per stage, its counters and one ``StageTimed``
+        event together, under the hub's lock (a snapshot taken meanwhile must not hold calls its
+        viewer will also count from the event; calls still kept are in neither)."""
+        self._next_flush = (perf_counter() if now is None else now) + SHOW_INTERVAL
+        for stage, calls in self._pending.items():
+            if calls:
+                self.hub.record_stage(stage, calls)  # it keeps a copy
+                calls.clear()
 
     def call_all(self, runner: Any, stage: str, **kwargs: Any) -> list[tuple[str, BaseException]]:
         """Like ``call``, but a hook that raises does not stop the next ones (for cleanup).
@@ -115,6 +160,7 @@ class HookDispatcher:
         """
         errors = []
         calls = []
+        self.flush()
         self.hub.enter_stage(stage)
         for name, method, _ in self._table.get(stage) or self._custom_stage(stage):
             start = perf_counter()

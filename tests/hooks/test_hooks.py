@@ -618,7 +618,10 @@ def test_runtime_info_before_run_metadata(trained):
 
 # --- timing and events -----------------------------------------------------------------
 
-def test_each_hook_call_is_timed_and_reported(make_runner):
+def test_each_hook_call_is_timed_and_reported(make_runner, monkeypatch):
+    import cockpit.hooks.dispatch as dispatch
+
+    monkeypatch.setattr(dispatch, "SHOW_INTERVAL", 3600.0)  # however slow the machine, the batches are batches
     runner = make_runner()
     hub = runner.message_hub
     with hub.subscribe() as sub:
@@ -643,37 +646,34 @@ def test_each_hook_call_is_timed_and_reported(make_runner):
     assert seqs[-1] == hub.seq
     stages = [e.stage for e in events if isinstance(e, ev.StageEntered)]
     assert stages[0] == "before_run" and stages[-1] == "after_run"
-    assert stages.count("before_train_iter") == stages.count("after_train_iter") == MAX_ITERS
-    assert stages.count("before_val") == EPOCHS
-    # Stages no hook overrides are entered too (views show where the run is).
-    assert stages.count("before_val_iter") == EPOCHS * VAL_BATCHES
+    # The stages that run every iteration are sent as they start at most every SHOW_INTERVAL (here
+    # once), every other stage each time it starts.
+    assert stages.count("before_train_iter") + stages.count("after_train_iter") == 1
+    assert stages.count("before_val") == stages.count("after_train_epoch") == EPOCHS
 
     called = [(e.stage, hook, seconds) for e in events if isinstance(e, ev.StageTimed) for hook, seconds in e.calls]
     assert sum(1 for stage, hook, _ in called if (stage, hook) == ("after_train_iter", "RuntimeInfoHook")) == MAX_ITERS
     assert len(called) == sum(count for count, _ in timings.values())
-    # Every StageTimed closes its own StageEntered and lists the stage's hooks in order. Stages
-    # may nest (CheckpointHook's after_train_epoch saves: before_save_checkpoint).
+    # Each StageTimed lists whole runs of its stage: the stage's hooks in order, once per run (the
+    # per-iteration stages' runs since the last batch). A stage that is not per-iteration is timed
+    # after it started and before anything else starts, but the stages it holds (CheckpointHook's
+    # after_train_epoch saves: before_save_checkpoint).
     table = dict(hub.hooks_table)
-    done: dict[str, list[str]] = {}
-    checked = 0
-
-    def check(stage: str) -> None:
-        nonlocal checked
-        assert done.pop(stage) == [hook for _, _, hook in table.get(stage, ())], stage
-        checked += 1
-
+    open_stages: list[str] = []
     for event in events:
-        if isinstance(event, ev.StageEntered):
-            if event.stage in done:
-                check(event.stage)
-            done[event.stage] = []
+        if isinstance(event, ev.StageEntered) and not event.stage.endswith("_iter"):
+            open_stages.append(event.stage)
         elif isinstance(event, ev.StageTimed):
-            assert event.stage in done, event
+            hooks = [hook for hook, _ in event.calls]
+            order = [hook for _, _, hook in table.get(event.stage, ())]
+            assert hooks and len(hooks) % len(order) == 0 and hooks == order * (len(hooks) // len(order)), event
             assert all(seconds >= 0 for _, seconds in event.calls)
-            done[event.stage].extend(hook for hook, _ in event.calls)
-    for stage in list(done):
-        check(stage)
-    assert checked == len(stages)
+            if not event.stage.endswith("_iter"):
+                assert open_stages.pop() == event.stage, event
+    assert all(not any(table.get(stage, ())) for stage in open_stages), open_stages  # no hook there: no StageTimed
+    # Batched: published before the next stage of its own (here each epoch's end), or when a batch is due.
+    batches = [e for e in events if isinstance(e, ev.StageTimed) and e.stage == "after_train_iter"]
+    assert [len(e.calls) // len(table["after_train_iter"]) for e in batches] == [ITERS_PER_EPOCH] * EPOCHS
     statuses = [e.status for e in events if isinstance(e, ev.StatusChanged)]
     # Running, with a "validating" and a "saving" spell per epoch (each back to running), then finished.
     assert statuses[0] == "running" and statuses[-1] == "finished"
@@ -710,6 +710,27 @@ def test_a_stage_reads_the_clock_once_per_hook(monkeypatch, listening):
     assert hub.hook_timings() == {("after_train_iter", "First"): (1, 1.0), ("after_train_iter", "Second"): (1, 2.0),
                                   ("after_train_iter", "Third"): (1, 3.0)}
     assert [e.calls for e in events] == ([(("First", 1.0), ("Second", 2.0), ("Third", 3.0))] if listening else [])
+
+
+def test_a_batch_of_iteration_calls_is_counted_once_published_and_none_is_lost_when_the_view_leaves(monkeypatch):
+    """While a view listens, the per-iteration stages' calls wait for their batch: neither in the
+    counters (a snapshot) nor in an event until then, so a viewer counts each call exactly once. A view
+    that leaves leaves none of them behind: the next call puts them in the counters."""
+    import cockpit.hooks.dispatch as dispatch
+
+    monkeypatch.setattr(dispatch, "SHOW_INTERVAL", 3600.0)
+    hub = MessageHub()
+    dispatcher = HookDispatcher(hub)
+    dispatcher.register(make_hook_class("Timed", ("after_train_iter", "after_train_epoch"))())
+    sub = hub.subscribe()
+    dispatcher.call(None, "after_train_epoch")  # a stage of its own: published at once
+    for _ in range(3):
+        dispatcher.call(None, "after_train_iter", batch_idx=0)
+    assert hub.hook_timings().get(("after_train_iter", "Timed")) is None
+    assert [e.stage for e in sub.poll() if isinstance(e, ev.StageTimed)] == ["after_train_epoch"]
+    sub.close()
+    dispatcher.call(None, "after_train_iter", batch_idx=0)
+    assert hub.hook_timings()[("after_train_iter", "Timed")][0] == 4
 
 
 def test_two_instances_of_one_hook_class_are_timed_apart(make_runner):
