@@ -55,12 +55,10 @@ from cockpit.commands import (
     CommandSet,
     builtin_commands,
 )
+from cockpit.hooks.trace import SHOW_INTERVAL, HookEntry, HookTrace
 from cockpit.hub import MessageHub
 from cockpit.rundir import unique_timestamp
 from cockpit.steering import ControlQueue
-
-#: A row of the hook table: ``(priority name, priority, hook name)`` (``MessageHub.set_hooks_table``).
-HookEntry = tuple[str, int, str]
 
 
 class HubLogHandler(logging.Handler):
@@ -88,82 +86,13 @@ def read_floats(tensors: list[torch.Tensor]) -> Iterator[float]:
         return iter([t.item() for t in tensors])
 
 
-#: Least seconds between two events that say which stage runs, two that say which iteration, and two batches of
-#: hook timings: a view redraws a few times a second, and a fast run would otherwise spend more on these than on
-#: anything else.
-SHOW_INTERVAL = 0.1
+#: ``SHOW_INTERVAL`` (``cockpit.hooks.trace``) is also the least time between two events that say which
+#: iteration an adapted run is at, and between two ticks (``AdaptedRun.tick``).
 #: Seconds between two passes of the channel thread (``ChannelServer(batch_interval=...)``; a Cockpit run's is
-#: 0.02). A pass takes the GIL from the training thread even when it has nothing to send, and an adapter's events
+#: 0.05). A pass takes the GIL from the training thread even when it has nothing to send, and an adapter's events
 #: come in batches, about every ``SHOW_INTERVAL``: a pass every 20 ms would find nothing four times out of five.
 #: Requests are answered as they come, whatever the interval.
 CHANNEL_INTERVAL = 0.1
-
-
-class HookTrace:
-    """The framework's hooks in execution order, and how long each call took, as hub events.
-
-    Every call is timed. While a view listens (``listened``), each call is kept in its stage's list (``calls``) and
-    published in batches: per stage, one ``StageTimed`` event with every call since the last batch (each with its
-    own duration), about every ``SHOW_INTERVAL`` (``next_flush``), and at once when a paused run waits, a command
-    is applied or the run ends. A view's calls, mean time and share of each hook are therefore exact, at most a
-    batch behind; one event per stage and batch costs the training thread a fraction of one per stage and
-    iteration. While no view listens, there is no event to make: a call is added to the hub's count and total time
-    of its hook (``counter``; what a view's snapshot shows when it comes), and nothing is kept until a tick. Which
-    stage runs is sent at most every ``SHOW_INTERVAL`` (``next_show``).
-    """
-
-    def __init__(self, hub: MessageHub) -> None:
-        self.hub = hub
-        self._pending: dict[str, list[tuple[str, float]]] = {}
-        self.next_show = 0.0  # when ``enter`` sends the next ``StageEntered`` (``time.perf_counter()``)
-        self.next_flush = 0.0  # when the calls kept are due to be published
-
-    def enter(self, stage: str, now: float | None = None) -> None:
-        """A stage starts: a ``StageEntered`` event if none went out lately, else just noted."""
-        if now is None:
-            now = time.perf_counter()
-        if now >= self.next_show:
-            self.next_show = now + SHOW_INTERVAL
-            self.hub.enter_stage(stage)
-        else:
-            self.hub.note_stage(stage)
-
-    def calls(self, stage: str) -> list[tuple[str, float]]:
-        """The list where the calls of ``stage`` wait to be published: append ``(hook, seconds)`` to it.
-
-        It stays the same list for the trace's life (``flush`` empties it), so a caller may keep it.
-        """
-        calls = self._pending.get(stage)
-        if calls is None:
-            calls = self._pending[stage] = []
-        return calls
-
-    @property
-    def listened(self) -> bool:
-        """Whether a view follows the hub's events now: then each call goes to ``calls``, else to ``counter``."""
-        return self.hub.has_subscribers
-
-    def counter(self, stage: str, hook: str) -> list[float]:
-        """The hub's ``[calls, seconds]`` of ``hook`` at ``stage``: add each call to it while no view listens.
-
-        The training thread is its only writer (``MessageHub.hook_counter``); it stays the same list.
-        """
-        return self.hub.hook_counter(stage, hook)
-
-    def publish_table(self, rows: Iterable[tuple[str, Sequence[HookEntry]]]) -> None:
-        """Publish the hook order: ``(stage, ((priority name, priority, hook), ...))`` per stage."""
-        self.hub.set_hooks_table(tuple((stage, tuple(entries)) for stage, entries in rows if entries))
-
-    def flush(self, now: float | None = None) -> None:
-        """Publish the calls not published yet: one ``StageTimed`` event per stage.
-
-        Whoever appends to a ``calls`` list calls it once ``next_flush`` has passed.
-        """
-        self.next_flush = (time.perf_counter() if now is None else now) + SHOW_INTERVAL
-        for stage, calls in self._pending.items():
-            if calls:
-                self.hub.record_stage(stage, calls)  # it keeps a copy
-                calls.clear()
 
 
 @dataclasses.dataclass
@@ -255,7 +184,7 @@ class AdaptedRun:
             handler = HubLogHandler(self.message_hub)
             each.addHandler(handler)
             self._stack.callback(each.removeHandler, handler)
-        self.trace = HookTrace(self.message_hub)
+        self.trace = HookTrace(self.message_hub, SHOW_INTERVAL)
         self.steering = Steering(self)
         self.control = ControlQueue(self)
         # The framework's handlers replace the built-ins below.

@@ -6,10 +6,10 @@ timed and reported to the hub, which is how views show the live hook trace and
 which hook is slow.
 
 While a view listens, the stages that run every iteration (``*_iter``) are reported
-in batches, as the adapters report a framework's hooks: their calls are published
-about every ``SHOW_INTERVAL`` (one ``StageTimed`` per stage, with every call since
-the last batch, each with its own duration), and which of them runs is sent at most
-as often. Any other stage (``before_val``, ``after_train_epoch``, ``after_run``...)
+in batches through a ``HookTrace``, as the adapters report a framework's hooks: their
+calls are published about every ``SHOW_INTERVAL`` (one ``StageTimed`` per stage, with
+every call since the last batch, each with its own duration), and which of them runs
+is sent at most as often. Any other stage (``before_val``, ``after_train_epoch``, ``after_run``...)
 is sent as it starts and its calls as it ends, after the batch it follows.
 """
 
@@ -20,15 +20,11 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from cockpit.hooks.base import STAGES, Hook
+from cockpit.hooks.trace import SHOW_INTERVAL, HookTrace
 from cockpit.priority import get_priority, priority_name
 
 if TYPE_CHECKING:
     from cockpit.hub import MessageHub
-
-#: Seconds between two ``StageEntered`` events of the per-iteration stages, and how long their calls
-#: wait to be published while a view listens: a view redraws a few times a second, and an event per
-#: stage and iteration was half of what a watched run sent (a view's cost to the training thread).
-SHOW_INTERVAL = 0.1
 
 
 class HookDispatcher:
@@ -43,9 +39,7 @@ class HookDispatcher:
         self.hooks: list[Hook] = []
         self.names: list[str] = []
         self._table: dict[str, tuple[tuple[str, Callable[..., Any]], ...]] = {}
-        self._pending: dict[str, list[tuple[str, float]]] = {}  # per stage, calls not published yet
-        self._next_show = 0.0  # when a per-iteration stage is next sent as it starts (perf_counter)
-        self._next_flush = 0.0  # when the calls kept are next published
+        self.trace = HookTrace(hub, SHOW_INTERVAL)  # the per-iteration stages' calls, while a view listens
 
     def register(self, hook: Hook, priority: int | str | None = None) -> None:
         """Insert ``hook`` after every hook with a priority value lower than or equal to its own."""
@@ -96,10 +90,11 @@ class HookDispatcher:
         entries = self._table.get(stage)
         if entries is None:
             entries = self._custom_stage(stage)
+        trace = self.trace
         if not hub.has_subscribers:
-            if self._next_flush:
-                self.flush()  # the view left: what it did not get goes to the counters
-                self._next_flush = 0.0
+            if trace.next_flush:
+                trace.flush()  # the view left: what it did not get goes to the counters
+                trace.next_flush = 0.0
             hub.note_stage(stage)
             if not entries:
                 return
@@ -115,8 +110,8 @@ class HookDispatcher:
         start = perf_counter()
         if not stage.endswith("_iter"):
             # A stage of its own: the batch before it is published first, then it, as it starts and
-            # as it ends (counters and event together: see ``flush``).
-            self.flush(start)
+            # as it ends (counters and event together, as ``HookTrace.flush`` publishes a batch).
+            trace.flush(start)
             hub.enter_stage(stage)
             calls = []
             for name, method, _ in entries:
@@ -126,31 +121,15 @@ class HookDispatcher:
                 start = end
             hub.record_stage(stage, calls)
             return
-        if start >= self._next_show:
-            self._next_show = start + SHOW_INTERVAL
-            hub.enter_stage(stage)
-        else:
-            hub.note_stage(stage)
-        calls = self._pending.get(stage)
-        if calls is None:
-            calls = self._pending[stage] = []
+        trace.enter(stage, start)
+        calls = trace.calls(stage)
         for name, method, _ in entries:
             method(runner, **kwargs)
             end = perf_counter()
             calls.append((name, end - start))
             start = end
-        if start >= self._next_flush:
-            self.flush(start)
-
-    def flush(self, now: float | None = None) -> None:
-        """Publish the per-iteration stages' calls kept: per stage, its counters and one ``StageTimed``
-        event together, under the hub's lock (a snapshot taken meanwhile must not hold calls its
-        viewer will also count from the event; calls still kept are in neither)."""
-        self._next_flush = (perf_counter() if now is None else now) + SHOW_INTERVAL
-        for stage, calls in self._pending.items():
-            if calls:
-                self.hub.record_stage(stage, calls)  # it keeps a copy
-                calls.clear()
+        if start >= trace.next_flush:
+            trace.flush(start)
 
     def call_all(self, runner: Any, stage: str, **kwargs: Any) -> list[tuple[str, BaseException]]:
         """Like ``call``, but a hook that raises does not stop the next ones (for cleanup).
@@ -160,7 +139,7 @@ class HookDispatcher:
         """
         errors = []
         calls = []
-        self.flush()
+        self.trace.flush()
         self.hub.enter_stage(stage)
         for name, method, _ in self._table.get(stage) or self._custom_stage(stage):
             start = perf_counter()
